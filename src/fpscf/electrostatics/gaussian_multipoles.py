@@ -1,0 +1,337 @@
+"""Electrostatics of Gaussian multipole densities: Hartree energy and field features.
+
+:class:`GaussianMultipoleElectrostatics` splits the work the way the SCF loop needs it:
+:meth:`~GaussianMultipoleElectrostatics.prepare` computes everything that depends only on the
+geometry (pair kernels, k-vectors and phases) once; :meth:`~GaussianMultipoleElectrostatics.potential`
+then maps multipoles to potential projections, a linear map evaluated at every SCF step.
+
+Potential projections have shape (N, 1 + W, (L + 1)²): channel 0 uses the density width σ itself
+(so the Hartree energy is ``½ Σ_i p_i · f_i,0``), channels 1..W the receiver widths ``w_k``. The lm
+layout is e3nn's ``0e + 1o + 2e``: potential (V), gradient (V/Å), ``½ M_m : ∇∇v`` (V/Å²).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from fpscf.electrostatics.kernels import self_radial_functions
+from fpscf.electrostatics.multipoles import (
+    num_multipole_coefficients,
+    quadrupole_basis_matrices,
+    split_multipoles,
+)
+from fpscf.electrostatics.nvalchemi_backend import nvalchemi_periodic_features
+from fpscf.electrostatics.open_boundary import (
+    PairGeometry,
+    all_pairs,
+    pair_potential_derivatives,
+    prepare_pairs,
+)
+from fpscf.electrostatics.pair_fields import potential_derivatives, required_radial_order
+from fpscf.electrostatics.reciprocal import (
+    ReciprocalGeometry,
+    half_space_miller_indices,
+    prepare_reciprocal,
+    reciprocal_energy,
+    reciprocal_potential_features,
+    structure_factor,
+)
+from fpscf.electrostatics.slab import slab_correction_features
+from fpscf.units import COULOMB_CONSTANT
+
+BOUNDARY_MODES = ("open", "periodic", "slab")
+#: ``torch``: pure-torch direct k-space sums (exportable); ``nvalchemi``: Warp kernels of
+#: nvalchemi-toolkit-ops for the periodic sums (faster, not exportable).
+ELECTROSTATICS_BACKENDS = ("torch", "nvalchemi")
+
+
+@dataclass(frozen=True)
+class ElectrostaticsConfig:
+    """Settings of the Gaussian-multipole electrostatics.
+
+    multipole_max_l: highest multipole of the density (0, 1, 2); smearing_width: σ (Å);
+    receiver_widths: w_k (Å) of the field-feature receivers; feature_max_l: highest l of the
+    field features (0, 1, 2); kspace_cutoff_factor: ``k_cut = factor / min(σ, w_k)`` (Å⁻¹), the
+    Fourier kernels are suppressed by ``e^{−factor²/2}`` at the cutoff; include_self_interaction:
+    keep each Gaussian's interaction with itself in the Hartree energy;
+    include_field_self_interaction: keep an atom's own density in its field features;
+    backend: ``torch`` or ``nvalchemi`` for periodic sums (open boundaries are always pure torch).
+    """
+
+    multipole_max_l: int = 1
+    smearing_width: float = 1.0
+    receiver_widths: tuple[float, ...] = (1.0, 2.0)
+    feature_max_l: int = 1
+    kspace_cutoff_factor: float = 7.0
+    include_self_interaction: bool = False
+    include_field_self_interaction: bool = False
+    backend: str = "torch"
+    coulomb_constant: float = field(default=COULOMB_CONSTANT)
+
+    def __post_init__(self) -> None:
+        num_multipole_coefficients(self.multipole_max_l)
+        if self.feature_max_l not in (0, 1, 2):
+            raise ValueError(f"field_feature_max_l must be 0, 1 or 2, got {self.feature_max_l!r}")
+        if not self.smearing_width > 0:
+            raise ValueError(f"atomic_multipoles_smearing_width must be > 0 Å, got {self.smearing_width!r}")
+        if len(self.receiver_widths) == 0 or any(not w > 0 for w in self.receiver_widths):
+            raise ValueError(
+                f"field_feature_widths must be a non-empty list of positive widths (Å), got {self.receiver_widths!r}"
+            )
+        if self.backend not in ELECTROSTATICS_BACKENDS:
+            raise ValueError(
+                f"electrostatics backend must be one of {ELECTROSTATICS_BACKENDS}, got {self.backend!r}"
+            )
+        if not self.kspace_cutoff_factor > 0:
+            raise ValueError(f"kspace_cutoff_factor must be > 0, got {self.kspace_cutoff_factor!r}")
+
+    @property
+    def max_l(self) -> int:
+        """Highest l over the density and the receivers (the width of the projections)."""
+        return max(self.multipole_max_l, self.feature_max_l)
+
+    @property
+    def k_cutoff(self) -> float:
+        """Reciprocal-space cutoff (Å⁻¹)."""
+        return self.kspace_cutoff_factor / min(self.smearing_width, *self.receiver_widths)
+
+
+@dataclass
+class ElectrostaticGeometry:
+    """Geometry-dependent data reused at every SCF step (see :meth:`GaussianMultipoleElectrostatics.prepare`)."""
+
+    positions: torch.Tensor
+    cell: torch.Tensor
+    batch: torch.Tensor
+    num_graphs: int
+    boundary: list[str]
+    pairs: PairGeometry | None
+    reciprocal: list[ReciprocalGeometry | None]
+    atom_slices: list[tuple[int, int]]
+
+
+def resolve_boundary(pbc: list[bool], method: str, index: int) -> str:
+    """Boundary mode of one structure from its pbc and the model's ``electrostatic_pbc_method``.
+
+    method: ``auto`` (open if no periodic direction, slab if pbc = (T, T, F), periodic if all),
+    ``realspace`` (open boundaries, only for structures without periodic directions), ``pbc``
+    (periodic, needs pbc all True) or ``slab``.
+    """
+    if method == "auto":
+        if not any(pbc):
+            return "open"
+        if all(pbc):
+            return "periodic"
+        if pbc == [True, True, False]:
+            return "slab"
+        raise ValueError(
+            f"structure {index}: pbc = {pbc} is not supported; use (F, F, F) for molecules, "
+            "(T, T, T) for bulk or (T, T, F) for slabs with vacuum along the third cell vector"
+        )
+    if method == "realspace":
+        if any(pbc):
+            raise ValueError(
+                f"structure {index}: electrostatic_pbc_method='realspace' treats structures as "
+                f"isolated, but pbc = {pbc}; set atoms.pbc = False or use 'pbc'/'slab'/'auto'"
+            )
+        return "open"
+    if method == "pbc":
+        if not all(pbc):
+            raise ValueError(
+                f"structure {index}: electrostatic_pbc_method='pbc' needs a fully periodic cell, "
+                f"got pbc = {pbc}; use 'realspace' or 'auto' for molecules, 'slab' for slabs"
+            )
+        return "periodic"
+    if method == "slab":
+        return "slab"
+    raise ValueError(
+        f"electrostatic_pbc_method must be one of 'realspace', 'pbc', 'slab', 'auto', got {method!r}"
+    )
+
+
+class GaussianMultipoleElectrostatics(torch.nn.Module):
+    """Hartree energy and potential projections of Gaussian multipoles (open, periodic, slab)."""
+
+    def __init__(self, config: ElectrostaticsConfig) -> None:
+        super().__init__()
+        self.config = config
+        sigma = config.smearing_width
+        widths = torch.tensor([sigma, *config.receiver_widths], dtype=torch.float64)
+        self.register_buffer("receiver_widths", widths, persistent=False)
+        self.register_buffer("interaction_widths", torch.sqrt(sigma**2 + widths**2), persistent=False)
+        self.register_buffer("quadrupole_matrices", quadrupole_basis_matrices(), persistent=False)
+        self.radial_order = required_radial_order(config.multipole_max_l, config.max_l)
+
+    @property
+    def num_channels(self) -> int:
+        """1 + number of receiver widths."""
+        return int(self.receiver_widths.shape[0])
+
+    def prepare(
+        self,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        batch: torch.Tensor,
+        boundary: list[str],
+    ) -> ElectrostaticGeometry:
+        """Geometry-only quantities. positions (N, 3) Å, cell (B, 3, 3) Å, batch (N,), one mode per structure."""
+        num_graphs = len(boundary)
+        dtype = positions.dtype
+        counts = torch.bincount(batch, minlength=num_graphs).tolist()
+        starts = [sum(counts[:b]) for b in range(num_graphs)]
+        slices = [(s, s + c) for s, c in zip(starts, counts)]
+        open_mask = torch.tensor([m == "open" for m in boundary], device=batch.device)
+        pairs = None
+        if bool(open_mask.any()):
+            pair_index = all_pairs(batch, num_graphs)
+            pair_index = pair_index[:, open_mask[batch[pair_index[0]]]]
+            pairs = prepare_pairs(
+                positions,
+                pair_index,
+                self.interaction_widths.to(dtype),
+                self.radial_order,
+                self.config.coulomb_constant,
+            )
+        reciprocal: list[ReciprocalGeometry | None] = []
+        for b, mode in enumerate(boundary):
+            if mode not in BOUNDARY_MODES:
+                raise ValueError(f"boundary mode must be one of {BOUNDARY_MODES}, got {mode!r}")
+            if mode == "open":
+                reciprocal.append(None)
+                continue
+            start, stop = slices[b]
+            if self.config.backend == "nvalchemi":
+                reciprocal.append(None)
+                continue
+            miller = half_space_miller_indices(cell[b], self.config.k_cutoff)
+            reciprocal.append(
+                prepare_reciprocal(
+                    positions[start:stop],
+                    cell[b],
+                    miller,
+                    self.config.smearing_width,
+                    self.receiver_widths.to(dtype),
+                    self.quadrupole_matrices.to(dtype) if self.config.max_l >= 2 else None,
+                    self.config.coulomb_constant,
+                )
+            )
+        return ElectrostaticGeometry(
+            positions=positions,
+            cell=cell,
+            batch=batch,
+            num_graphs=num_graphs,
+            boundary=list(boundary),
+            pairs=pairs,
+            reciprocal=reciprocal,
+            atom_slices=slices,
+        )
+
+    def _to_features(
+        self, v0: torch.Tensor, v1: torch.Tensor | None, v2: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Stack V0 (N, W), V1 (N, W, 3), V2 (N, W, 3, 3) into (N, W, (L+1)²)."""
+        parts = [v0.unsqueeze(-1)]
+        if v1 is not None:
+            parts.append(v1)
+        if v2 is not None:
+            parts.append(0.5 * torch.einsum("nwab,mab->nwm", v2, self.quadrupole_matrices.to(v2.dtype)))
+        return torch.cat(parts, dim=-1)
+
+    def self_potential(self, multipoles: torch.Tensor) -> torch.Tensor:
+        """Each atom's projection of its own potential, (N, 1 + W, (L+1)²)."""
+        charges, dipoles, quadrupoles = split_multipoles(multipoles, self.quadrupole_matrices.to(multipoles.dtype))
+        radial = self_radial_functions(
+            self.interaction_widths.to(multipoles.dtype), self.radial_order, self.config.coulomb_constant
+        )
+        n = multipoles.shape[0]
+        v0, v1, v2 = potential_derivatives(
+            multipoles.new_zeros(n, 3),
+            radial.unsqueeze(0).expand(n, -1, -1),
+            charges,
+            dipoles,
+            quadrupoles,
+            self.config.max_l,
+        )
+        return self._to_features(v0, v1, v2)
+
+    def potential(self, geometry: ElectrostaticGeometry, multipoles: torch.Tensor) -> torch.Tensor:
+        """Hartree potential projections (N, 1 + W, (L+1)²) of the density with coefficients
+        ``multipoles`` (N, (l_max+1)²); self-interaction per the config flags."""
+        expected = num_multipole_coefficients(self.config.multipole_max_l)
+        if multipoles.shape != (geometry.positions.shape[0], expected):
+            raise ValueError(
+                f"multipoles must have shape (N, {expected}) = ({geometry.positions.shape[0]}, {expected}), "
+                f"got {tuple(multipoles.shape)}"
+            )
+        n_atoms = multipoles.shape[0]
+        width = (self.config.max_l + 1) ** 2
+        total = multipoles.new_zeros(n_atoms, self.num_channels, width)
+        if geometry.pairs is not None:
+            charges, dipoles, quadrupoles = split_multipoles(
+                multipoles, self.quadrupole_matrices.to(multipoles.dtype)
+            )
+            v0, v1, v2 = pair_potential_derivatives(
+                geometry.pairs, charges, dipoles, quadrupoles, self.config.max_l, n_atoms
+            )
+            total = total + self._to_features(v0, v1, v2)
+        self_part = self.self_potential(multipoles)
+        # Reciprocal sums contain the self term; pair sums do not.
+        periodic_atoms = torch.zeros(n_atoms, dtype=torch.bool, device=multipoles.device)
+        pieces = []
+        for b, recip in enumerate(geometry.reciprocal):
+            if geometry.boundary[b] == "open":
+                continue
+            start, stop = geometry.atom_slices[b]
+            periodic_atoms[start:stop] = True
+            local = multipoles[start:stop]
+            if recip is None:
+                features = nvalchemi_periodic_features(
+                    geometry.positions[start:stop],
+                    geometry.cell[b],
+                    local,
+                    self.config.smearing_width,
+                    self.receiver_widths.tolist(),
+                    self.config.k_cutoff,
+                    self.config.max_l,
+                    self.config.coulomb_constant,
+                )
+            else:
+                real, imag = structure_factor(recip, local)
+                features = reciprocal_potential_features(recip, real, imag, self.config.max_l)
+            if geometry.boundary[b] == "slab":
+                features = features + slab_correction_features(
+                    geometry.positions[start:stop],
+                    geometry.cell[b],
+                    local,
+                    self.config.smearing_width,
+                    self.receiver_widths.to(local.dtype),
+                    self.config.max_l,
+                    self.quadrupole_matrices.to(local.dtype),
+                    self.config.coulomb_constant,
+                )
+            pieces.append((start, stop, features))
+        if pieces:
+            for start, stop, feats in pieces:
+                total = total + torch.nn.functional.pad(
+                    feats, (0, 0, 0, 0, start, n_atoms - stop)
+                )
+        keep_self = torch.tensor(
+            [self.config.include_self_interaction]
+            + [self.config.include_field_self_interaction] * (self.num_channels - 1),
+            device=multipoles.device,
+        )
+        # open atoms: add self where kept; periodic atoms: subtract self where not kept.
+        add = keep_self[None, :, None] & ~periodic_atoms[:, None, None]
+        remove = ~keep_self[None, :, None] & periodic_atoms[:, None, None]
+        return total + self_part * add.to(self_part.dtype) - self_part * remove.to(self_part.dtype)
+
+    def hartree_energy(
+        self, multipoles: torch.Tensor, potential: torch.Tensor, batch: torch.Tensor, num_graphs: int
+    ) -> torch.Tensor:
+        """``½ Σ_i p_i · f_i,0`` per structure (B,) eV, from :meth:`potential`'s output."""
+        width = multipoles.shape[-1]
+        per_atom = 0.5 * (multipoles * potential[:, 0, :width]).sum(-1)
+        return per_atom.new_zeros(num_graphs).index_add(0, batch, per_atom)

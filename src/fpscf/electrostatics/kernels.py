@@ -1,0 +1,81 @@
+"""Radial kernels of the Coulomb interaction between Gaussian densities.
+
+Two normalised Gaussians of standard deviations σ_a and σ_b interact through
+``Φ_s(R) = k_e erf(R / (√2 s)) / R`` with ``s² = σ_a² + σ_b²``. Multipole interactions need its
+Cartesian derivatives, which follow from the radial functions ``B_n = (−(1/R) d/dR)^n Φ_s``:
+``B_n(R) = k_e 2^{n+1}/√π α^{2n+1} F_n(α² R²)``, ``α = 1/(√2 s)``, with ``F_n`` the Boys function.
+All functions are smooth (twice differentiable) at R = 0 and written in plain torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_SERIES_THRESHOLD = 1.0
+_SERIES_TERMS = 30
+
+
+def boys_function(x: torch.Tensor, max_order: int) -> torch.Tensor:
+    """Boys functions ``F_n(x) = ∫_0^1 t^{2n} exp(−x t²) dt`` for n = 0..max_order.
+
+    x: (...) ≥ 0. Returns (..., max_order + 1). Taylor series below x = 1, upward recursion above
+    (stable there for the low orders used here); both branches are evaluated on safe inputs so
+    gradients never see a NaN.
+    """
+    small = x < _SERIES_THRESHOLD
+    x_small = torch.where(small, x, torch.zeros_like(x))
+    x_large = torch.where(small, torch.ones_like(x), x)
+
+    # Series: F_n(x) = Σ_j (−x)^j / (j! (2j + 2n + 1)).
+    series = []
+    for n in range(max_order + 1):
+        total = torch.zeros_like(x_small)
+        power = torch.ones_like(x_small)
+        for j in range(_SERIES_TERMS):
+            total = total + power / (2 * j + 2 * n + 1)
+            power = power * (-x_small) / (j + 1)
+        series.append(total)
+
+    sqrt_x = torch.sqrt(x_large)
+    exp_x = torch.exp(-x_large)
+    recursion = [0.5 * math.sqrt(math.pi) * torch.erf(sqrt_x) / sqrt_x]
+    for n in range(1, max_order + 1):
+        recursion.append(((2 * n - 1) * recursion[-1] - exp_x) / (2.0 * x_large))
+
+    return torch.stack(
+        [torch.where(small, s, r) for s, r in zip(series, recursion)], dim=-1
+    )
+
+
+def smeared_coulomb_radial_functions(
+    distance_squared: torch.Tensor, width: torch.Tensor, max_order: int, coulomb_constant: float
+) -> torch.Tensor:
+    """Radial functions ``B_n(R)`` (eV·Å^{-1-2n} per e²) of the Gaussian-smeared Coulomb kernel.
+
+    distance_squared: (...) Å²; width: s (...) broadcastable, Å. Returns (..., max_order + 1).
+    """
+    alpha = 1.0 / (math.sqrt(2.0) * width)
+    boys = boys_function(alpha * alpha * distance_squared, max_order)
+    orders = torch.arange(max_order + 1, dtype=distance_squared.dtype, device=distance_squared.device)
+    prefactor = (
+        coulomb_constant
+        * (2.0 ** (orders + 1))
+        / math.sqrt(math.pi)
+        * alpha.unsqueeze(-1) ** (2 * orders + 1)
+    )
+    return prefactor * boys
+
+
+def self_radial_functions(width: torch.Tensor, max_order: int, coulomb_constant: float) -> torch.Tensor:
+    """``B_n(0) = k_e 2^{n+1} α^{2n+1} / (√π (2n+1))`` for widths s (...). Returns (..., max_order+1)."""
+    alpha = 1.0 / (math.sqrt(2.0) * width)
+    orders = torch.arange(max_order + 1, dtype=width.dtype, device=width.device)
+    return (
+        coulomb_constant
+        * 2.0 ** (orders + 1)
+        / math.sqrt(math.pi)
+        * alpha.unsqueeze(-1) ** (2 * orders + 1)
+        / (2 * orders + 1)
+    )

@@ -1,0 +1,160 @@
+"""Equivariant point convolution: per-edge tensor product of sender features with the edge spherical
+harmonics, weighted by radial functions, summed over the neighbours of each receiver."""
+
+import math
+from typing import List, Tuple
+
+import torch
+from e3nn import o3
+from torch import Tensor
+
+
+class _PathGroup(torch.nn.Module):
+    """All paths from one input block ``C x ir_in`` into one output irrep ``L``.
+
+    ``coupling`` (``(sh_dim, K * (2L+1))`` with ``K = num_paths * ir_in.dim``) turns the edge spherical
+    harmonics into the per-edge matrix ``T[e, (p, i), M]``, so that the message is
+    ``m[e, u, M] = sum_{p,i} w[e, u, p] x[e, u, i] T[e, (p, i), M]``. The Clebsch-Gordan coefficients
+    carry e3nn's ``component``/``element`` normalisation, ``sqrt((2L+1) / paths_into_L) * wigner_3j``.
+    """
+
+    x_start: int
+    x_stop: int
+    mul: int
+    ir_dim: int
+    out_dim: int
+    num_paths: int
+    w_start: int
+    w_stop: int
+    first: bool
+    last: bool
+
+    def __init__(
+        self,
+        x_start: int,
+        mul: int,
+        ir_in: o3.Irrep,
+        ir_out: o3.Irrep,
+        sh_irreps: o3.Irreps,
+        sh_indices: List[int],
+        paths_into_output: int,
+        w_start: int,
+        first: bool,
+        last: bool,
+    ) -> None:
+        super().__init__()
+        sh_slices = sh_irreps.slices()
+        alpha = math.sqrt(ir_out.dim / paths_into_output)
+        coupling = torch.zeros(sh_irreps.dim, len(sh_indices), ir_in.dim, ir_out.dim, dtype=torch.float64)
+        for p, i_sh in enumerate(sh_indices):
+            cg = o3.wigner_3j(ir_in.l, sh_irreps[i_sh].ir.l, ir_out.l, dtype=torch.float64)  # (i, j, M)
+            coupling[sh_slices[i_sh], p] = alpha * cg.transpose(0, 1)
+        self.x_start = x_start
+        self.x_stop = x_start + mul * ir_in.dim
+        self.mul = mul
+        self.ir_dim = ir_in.dim
+        self.out_dim = ir_out.dim
+        self.num_paths = len(sh_indices)
+        self.w_start = w_start
+        self.w_stop = w_start + len(sh_indices)
+        self.first = first
+        self.last = last
+        self.register_buffer("coupling", coupling.reshape(sh_irreps.dim, -1).to(torch.get_default_dtype()))
+
+    def forward(self, message: Tensor, sender_feats: Tensor, edge_sh: Tensor, weights: Tensor) -> Tensor:
+        """``message (E, mul, 2L+1)`` (ignored when ``first``), ``sender_feats (E, irreps_in.dim)``,
+        ``edge_sh (E, sh_dim)``, ``weights (E, mul, num_paths_total)`` -> ``(E, mul, 2L+1)``."""
+        num_edges = edge_sh.shape[0]
+        x = sender_feats[:, self.x_start : self.x_stop].reshape(num_edges, self.mul, 1, self.ir_dim)
+        w = weights[:, :, self.w_start : self.w_stop].unsqueeze(-1)
+        weighted = (w * x).reshape(num_edges, self.mul, self.num_paths * self.ir_dim)
+        coupling = torch.matmul(edge_sh, self.coupling).reshape(num_edges, self.num_paths * self.ir_dim, self.out_dim)
+        if self.first:
+            return torch.bmm(weighted, coupling)
+        return torch.baddbmm(message, weighted, coupling)
+
+
+class SphericalConvolution(torch.nn.Module):
+    """``A_i = sum_{j in N(i)} sum_paths w_path(r_ij) (h_j ⊗ Y(r_ij))_path`` with ``uvu`` paths.
+
+    Equal to ``o3.TensorProduct(irreps_in, sh_irreps, irreps_out, instructions, shared_weights=False,
+    internal_weights=False)`` applied per edge and summed over receivers, where ``instructions`` are
+    all ``uvu`` paths ``(i_in, i_sh) -> L`` for ``L`` in ``targets`` (several paths add into one output,
+    e3nn ``component``/``element`` normalisation). It is computed with one small batched matrix
+    product per (input block, output irrep), ``(E, C, K) @ (E, K, 2L+1)``, which is several times
+    faster and lighter than the generic tensor-product code. All input blocks must share one
+    multiplicity ``C``; the output is ``C x targets`` (sorted, only those reached).
+
+    Shapes: ``node_feats (N, irreps_in.dim)``, ``edge_sh (E, sh_irreps.dim)``,
+    ``weights (E, weight_numel)`` laid out ``[channel][path]`` (path order of ``instructions``; e3nn
+    uses ``[path][channel]``), ``edge_index (2, E)`` int64 (sender, receiver) -> ``(N, irreps_out.dim)``,
+    not divided by the number of neighbours.
+    """
+
+    weight_numel: int
+    mul: int
+    num_paths: int
+
+    def __init__(self, irreps_in: o3.Irreps, sh_irreps: o3.Irreps, targets: List[o3.Irrep]) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.sh_irreps = o3.Irreps(sh_irreps)
+        muls = {mul for mul, _ in self.irreps_in}
+        if len(muls) != 1:
+            raise ValueError(f"SphericalConvolution needs one multiplicity for all input irreps, got {irreps_in}.")
+        if any(mul != 1 for mul, _ in self.sh_irreps):
+            raise ValueError(f"SphericalConvolution expects multiplicity-1 spherical harmonics, got {sh_irreps}.")
+        mul = muls.pop()
+        reached = sorted(
+            {ir for _, ir_in in self.irreps_in for _, ir_sh in self.sh_irreps for ir in ir_in * ir_sh if ir in targets}
+        )
+        if not reached:
+            raise ValueError(
+                f"SphericalConvolution: no path of {irreps_in} ⊗ {sh_irreps} reaches any of {[str(t) for t in targets]}."
+            )
+        self.irreps_out = o3.Irreps([(mul, ir) for ir in reached])
+        in_slices = self.irreps_in.slices()
+        groups: List[_PathGroup] = []
+        self.instructions: List[Tuple[int, int, int, str, bool]] = []
+        for i_out, ir_out in enumerate(reached):
+            per_block: List[Tuple[int, List[int]]] = []
+            for i_in, (_, ir_in) in enumerate(self.irreps_in):
+                sh_indices = [i_sh for i_sh, (_, ir_sh) in enumerate(self.sh_irreps) if ir_out in ir_in * ir_sh]
+                if sh_indices:
+                    per_block.append((i_in, sh_indices))
+            paths_into_output = sum(len(s) for _, s in per_block)
+            for k, (i_in, sh_indices) in enumerate(per_block):
+                group = _PathGroup(
+                    in_slices[i_in].start,
+                    mul,
+                    self.irreps_in[i_in].ir,
+                    ir_out,
+                    self.sh_irreps,
+                    sh_indices,
+                    paths_into_output,
+                    len(self.instructions),
+                    first=(k == 0),
+                    last=(k == len(per_block) - 1),
+                )
+                groups.append(group)
+                self.instructions.extend((i_in, i_sh, i_out, "uvu", True) for i_sh in sh_indices)
+        self.mul = mul
+        self.num_paths = len(self.instructions)
+        self.weight_numel = mul * self.num_paths
+        self.groups = torch.nn.ModuleList(groups)
+
+    def forward(self, node_feats: Tensor, edge_sh: Tensor, weights: Tensor, edge_index: Tensor) -> Tensor:
+        sender_feats = node_feats.index_select(0, edge_index[0])
+        receiver = edge_index[1]
+        num_edges = edge_sh.shape[0]
+        num_nodes = node_feats.shape[0]
+        weights = weights.reshape(num_edges, self.mul, self.num_paths)
+        message = torch.empty(0, dtype=node_feats.dtype, device=node_feats.device)
+        aggregated: List[Tensor] = []
+        for group in self.groups:
+            message = group(message, sender_feats, edge_sh, weights)
+            if group.last:
+                flat = message.reshape(num_edges, -1)
+                zeros = torch.zeros((num_nodes, flat.shape[1]), dtype=flat.dtype, device=flat.device)
+                aggregated.append(zeros.index_add(0, receiver, flat))
+        return torch.cat(aggregated, dim=1)
