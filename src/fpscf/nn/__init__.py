@@ -1,9 +1,15 @@
-"""fpscf.nn: e3nn building blocks of the geometry encoder (radial basis, interactions, products, readouts)."""
+"""fpscf.nn: e3nn building blocks of the geometry encoder (radial basis, interactions, products, readouts).
+
+Every module here runs under ``torch.jit.script`` and ``torch.export``: forward code is plain torch,
+module constants are typed class attributes, and the modules avoid ``from __future__ import
+annotations`` (TorchScript cannot resolve string annotations of class attributes).
+"""
 
 from __future__ import annotations
 
 from .config import EncoderConfig, natural_irreps
 from .convolution import SphericalConvolution
+from .dtypes import default_dtype
 from .encoder import EquivariantEncoder
 from .interaction import InteractionBlock, message_irreps
 from .mlp import MLP, ScaledSiLU
@@ -26,6 +32,7 @@ __all__ = [
     "RadialEmbedding",
     "ScalarReadout",
     "ScaledSiLU",
+    "default_dtype",
     "message_irreps",
     "natural_irreps",
 ]

@@ -18,27 +18,23 @@ class _PathGroup(torch.nn.Module):
     carry e3nn's ``component``/``element`` normalisation, ``sqrt((2L+1) / paths_into_L) * wigner_3j``.
     """
 
-    x_start: int
-    x_stop: int
+    block: int
     mul: int
     ir_dim: int
     out_dim: int
     num_paths: int
-    w_start: int
-    w_stop: int
     first: bool
     last: bool
 
     def __init__(
         self,
-        x_start: int,
+        block: int,
         mul: int,
         ir_in: o3.Irrep,
         ir_out: o3.Irrep,
         sh_irreps: o3.Irreps,
         sh_indices: List[int],
         paths_into_output: int,
-        w_start: int,
         first: bool,
         last: bool,
     ) -> None:
@@ -49,24 +45,22 @@ class _PathGroup(torch.nn.Module):
         for p, i_sh in enumerate(sh_indices):
             cg = o3.wigner_3j(ir_in.l, sh_irreps[i_sh].ir.l, ir_out.l, dtype=torch.float64)  # (i, j, M)
             coupling[sh_slices[i_sh], p] = alpha * cg.transpose(0, 1)
-        self.x_start = x_start
-        self.x_stop = x_start + mul * ir_in.dim
+        self.block = block
         self.mul = mul
         self.ir_dim = ir_in.dim
         self.out_dim = ir_out.dim
         self.num_paths = len(sh_indices)
-        self.w_start = w_start
-        self.w_stop = w_start + len(sh_indices)
         self.first = first
         self.last = last
         self.register_buffer("coupling", coupling.reshape(sh_irreps.dim, -1).to(torch.get_default_dtype()))
 
-    def forward(self, message: Tensor, sender_feats: Tensor, edge_sh: Tensor, weights: Tensor) -> Tensor:
-        """``message (E, mul, 2L+1)`` (ignored when ``first``), ``sender_feats (E, irreps_in.dim)``,
-        ``edge_sh (E, sh_dim)``, ``weights (E, mul, num_paths_total)`` -> ``(E, mul, 2L+1)``."""
+    def forward(self, message: Tensor, sender_block: Tensor, edge_sh: Tensor, weights: Tensor) -> Tensor:
+        """``message (E, mul, 2L+1)`` (ignored when ``first``), ``sender_block (E, mul * ir_in.dim)``
+        (this group's input block of the sender features), ``edge_sh (E, sh_dim)``,
+        ``weights (E, mul, num_paths)`` (this group's paths) -> ``(E, mul, 2L+1)``."""
         num_edges = edge_sh.shape[0]
-        x = sender_feats[:, self.x_start : self.x_stop].reshape(num_edges, self.mul, 1, self.ir_dim)
-        w = weights[:, :, self.w_start : self.w_stop].unsqueeze(-1)
+        x = sender_block.reshape(num_edges, self.mul, 1, self.ir_dim)
+        w = weights.unsqueeze(-1)
         weighted = (w * x).reshape(num_edges, self.mul, self.num_paths * self.ir_dim)
         coupling = torch.matmul(edge_sh, self.coupling).reshape(num_edges, self.num_paths * self.ir_dim, self.out_dim)
         if self.first:
@@ -94,6 +88,8 @@ class SphericalConvolution(torch.nn.Module):
     weight_numel: int
     mul: int
     num_paths: int
+    block_sizes: List[int]
+    group_num_paths: List[int]
 
     def __init__(self, irreps_in: o3.Irreps, sh_irreps: o3.Irreps, targets: List[o3.Irrep]) -> None:
         super().__init__()
@@ -113,9 +109,8 @@ class SphericalConvolution(torch.nn.Module):
                 f"SphericalConvolution: no path of {irreps_in} ⊗ {sh_irreps} reaches any of {[str(t) for t in targets]}."
             )
         self.irreps_out = o3.Irreps([(mul, ir) for ir in reached])
-        in_slices = self.irreps_in.slices()
         groups: List[_PathGroup] = []
-        self.instructions: List[Tuple[int, int, int, str, bool]] = []
+        instructions: List[Tuple[int, int, int, str, bool]] = []
         for i_out, ir_out in enumerate(reached):
             per_block: List[Tuple[int, List[int]]] = []
             for i_in, (_, ir_in) in enumerate(self.irreps_in):
@@ -125,34 +120,38 @@ class SphericalConvolution(torch.nn.Module):
             paths_into_output = sum(len(s) for _, s in per_block)
             for k, (i_in, sh_indices) in enumerate(per_block):
                 group = _PathGroup(
-                    in_slices[i_in].start,
+                    i_in,
                     mul,
                     self.irreps_in[i_in].ir,
                     ir_out,
                     self.sh_irreps,
                     sh_indices,
                     paths_into_output,
-                    len(self.instructions),
                     first=(k == 0),
                     last=(k == len(per_block) - 1),
                 )
                 groups.append(group)
-                self.instructions.extend((i_in, i_sh, i_out, "uvu", True) for i_sh in sh_indices)
+                instructions.extend((i_in, i_sh, i_out, "uvu", True) for i_sh in sh_indices)
         self.mul = mul
-        self.num_paths = len(self.instructions)
+        self.block_sizes = [m * ir.dim for m, ir in self.irreps_in]
+        self.group_num_paths = [g.num_paths for g in groups]
+        self.instructions = instructions
+        self.num_paths = len(instructions)
         self.weight_numel = mul * self.num_paths
         self.groups = torch.nn.ModuleList(groups)
 
     def forward(self, node_feats: Tensor, edge_sh: Tensor, weights: Tensor, edge_index: Tensor) -> Tensor:
-        sender_feats = node_feats.index_select(0, edge_index[0])
+        # split once: the backward of one split is one concatenation, that of many slices is many
+        # zero-filled full-size gradients
+        sender_blocks = node_feats.index_select(0, edge_index[0]).split(self.block_sizes, dim=1)
         receiver = edge_index[1]
         num_edges = edge_sh.shape[0]
         num_nodes = node_feats.shape[0]
-        weights = weights.reshape(num_edges, self.mul, self.num_paths)
+        group_weights = weights.reshape(num_edges, self.mul, self.num_paths).split(self.group_num_paths, dim=2)
         message = torch.empty(0, dtype=node_feats.dtype, device=node_feats.device)
         aggregated: List[Tensor] = []
-        for group in self.groups:
-            message = group(message, sender_feats, edge_sh, weights)
+        for i, group in enumerate(self.groups):
+            message = group(message, sender_blocks[group.block], edge_sh, group_weights[i])
             if group.last:
                 flat = message.reshape(num_edges, -1)
                 zeros = torch.zeros((num_nodes, flat.shape[1]), dtype=flat.dtype, device=flat.device)

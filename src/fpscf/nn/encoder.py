@@ -1,6 +1,5 @@
 """Equivariant message-passing encoder (MACE-like): node features per interaction layer."""
 
-
 from typing import List, Tuple
 
 import torch
@@ -21,9 +20,13 @@ class EquivariantEncoder(torch.nn.Module):
     and contribute exactly zero.
 
     Output: a list with one tensor per interaction layer ``s``, shape ``(N, irreps_out[s].dim)``,
-    ``irreps_out[s] = num_channels x (0e + 1o + ...)`` up to ``max_L``. Computation follows the dtype
-    and device of the module's parameters (cast with ``.to(torch.float64)`` etc.); the output is a
-    smooth (C2) function of the edge vectors.
+    ``irreps_out[s] = num_channels x (0e + 1o + ...)`` up to ``max_L``. The output is a smooth (C2)
+    function of the edge vectors, equivariant under rotations and inversion, invariant under
+    permutations of the atoms that carry their edges along.
+
+    Precision and device follow the module: build it under ``fpscf.nn.default_dtype(torch.float64)``
+    for float64 (e3nn's Clebsch-Gordan constants are created in the default dtype), move it with
+    ``.to(device)``; inputs must have the module's dtype and device.
     """
 
     r_max: float
@@ -67,6 +70,13 @@ class EquivariantEncoder(torch.nn.Module):
         return self.species_embedding(species_index)
 
     def forward(self, species_index: Tensor, edge_vectors: Tensor, edge_index: Tensor) -> List[Tensor]:
+        assert edge_vectors.dtype == self.species_embedding.weight.dtype, (
+            "edge_vectors and the encoder have different dtypes: cast one (build the encoder under "
+            "fpscf.nn.default_dtype(torch.float64) for float64 runs)"
+        )
+        assert edge_index.shape[0] == 2 and edge_index.shape[1] == edge_vectors.shape[0], (
+            "edge_index must be (2, E) and edge_vectors (E, 3)"
+        )
         edge_sh, edge_radial = self.edge_embedding(edge_vectors)
         node_feats = self.embed_species(species_index)
         outputs: List[Tensor] = []

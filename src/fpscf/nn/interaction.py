@@ -1,6 +1,5 @@
 """Interaction block: equivariant convolution over edges, product block and self-connection."""
 
-
 from typing import List
 
 import torch
@@ -32,7 +31,7 @@ def message_irreps(irreps_in: o3.Irreps, irreps_out: o3.Irreps, sh_irreps: o3.Ir
 class InteractionBlock(torch.nn.Module):
     """One message-passing layer, ``node_feats (N, irreps_in.dim) -> (N, irreps_out.dim)``.
 
-    1. ``h' = Linear(h)``;
+    1. ``h' = Linear(h)`` to ``num_channels x`` each irrep type of ``irreps_in``;
     2. message on edge ``j -> i``: ``m_ij = h'_j ⊗ Y(r_ij)`` (``uvu`` paths) weighted per edge, path
        and channel by ``MLP(edge_radial)`` (bias-free, so zero radial input gives zero weights);
     3. ``A_i = Linear(sum_j m_ij) / avg_num_neighbors`` (sum over receivers with ``index_add``,

@@ -1,6 +1,5 @@
 """Product (body-order) block: channel-wise tensor powers of the messages, MACE style."""
 
-
 from typing import List, Tuple
 
 import torch

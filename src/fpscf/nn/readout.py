@@ -4,11 +4,11 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
-from .mlp import MLP
+from .mlp import MLP, ScaledSiLU
 
 
 class ScalarReadout(torch.nn.Module):
-    """Per-atom invariants: ``Linear(scalars of x) -> hidden``, SiLU MLP, ``-> num_outputs``.
+    """Per-atom invariants: ``Linear(scalars of x) -> hidden``, SiLU, ``Linear -> num_outputs``.
 
     Only the ``0e`` part of the input enters (the map is rotation and inversion invariant).
     ``x``: ``(N, irreps_in.dim)`` -> ``(N, num_outputs)``.
@@ -22,11 +22,12 @@ class ScalarReadout(torch.nn.Module):
         if hidden < 1 or num_outputs < 1:
             raise ValueError(f"ScalarReadout(hidden={hidden}, num_outputs={num_outputs}): expected positive integers.")
         self.irreps_out = o3.Irreps(f"{num_outputs}x0e")
-        self.linear = o3.Linear(self.irreps_in, o3.Irreps(f"{hidden}x0e"))
-        self.mlp = MLP([hidden, hidden, num_outputs], bias=True)
+        self.linear = o3.Linear(self.irreps_in, o3.Irreps(f"{hidden}x0e"), biases=True)
+        self.activation = ScaledSiLU()
+        self.output = MLP([hidden, num_outputs], bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.mlp(self.linear(x))
+        return self.output(self.activation(self.linear(x)))
 
 
 class IrrepsReadout(torch.nn.Module):

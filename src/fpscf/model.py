@@ -1,0 +1,383 @@
+"""FixedPointModel: geometry encoder + self-consistent Gaussian-multipole density + energy.
+
+``E = Σ_i E0(Z_i) + E_local(h) + E_H[ρ] + E_readout(p, f, h) − ε·D`` at the fixed point
+``p* = p_local(h) + Δp(h, f[p*; μ, ε])`` (DESIGN.md sections 2–3). Forces and stress are exact
+derivatives of the converged energy: the solution enters the energy through
+:func:`fpscf.scf.implicit.attach_implicit_gradient`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from e3nn import o3
+
+from fpscf.config import ModelConfig, make_config
+from fpscf.data.graph import AtomicGraph, edge_vectors
+from fpscf.electrostatics.applied_field import applied_field_features, total_dipole
+from fpscf.electrostatics.gaussian_multipoles import (
+    ElectrostaticsConfig,
+    GaussianMultipoleElectrostatics,
+    resolve_boundary,
+)
+from fpscf.electrostatics.multipoles import multipole_irreps, num_multipole_coefficients
+from fpscf.nn import MLP, EncoderConfig, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
+from fpscf.scf.implicit import attach_implicit_gradient
+from fpscf.scf.readouts import (
+    ManyBodyChargesReadout,
+    NullFieldReadout,
+    OneBodyMLPFieldReadout,
+    StrictQuadraticFieldEnergyReadout,
+)
+from fpscf.scf.settings import SCFSettings
+from fpscf.scf.solver import solve_fixed_point
+from fpscf.scf.updates import (
+    BiasedLinearPotentialEmbedding,
+    ManyBodyUpdate,
+    MLPNonLinearity,
+    NoNonLinearity,
+    OneBodyVariableUpdate,
+    feature_irreps,
+)
+
+FERMI_NEWTON_STEPS = 2
+
+
+@dataclass
+class SCFState:
+    """Converged density (N, K) and Fermi level (B,) V, for warm starts and outputs."""
+
+    multipoles: torch.Tensor
+    fermi_level: torch.Tensor
+    steps: int
+    residual_history: list[float]
+
+
+class FixedPointModel(torch.nn.Module):
+    """The fpscf model. Build with :func:`fpscf.build_model`, load with :func:`fpscf.load_model`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        torch.manual_seed(config.seed)
+        species = list(config.atomic_numbers)
+        table = torch.full((119,), -1, dtype=torch.long)
+        table[torch.tensor(species)] = torch.arange(len(species))
+        self.register_buffer("species_table", table, persistent=False)
+        self.encoder = EquivariantEncoder(
+            EncoderConfig(
+                num_species=len(species),
+                r_max=config.r_max,
+                num_bessel=config.num_bessel,
+                num_channels=config.num_channels,
+                max_L=config.max_L,
+                sh_max_l=config.sh_max_l,
+                num_interactions=config.num_interactions,
+                correlation=config.correlation,
+                radial_mlp_hidden=config.radial_mlp_hidden,
+                avg_num_neighbors=config.avg_num_neighbors,
+            )
+        )
+        node_irreps = self.encoder.irreps_out[-1]
+        self.num_scalars = sum(ir.count("0e") for ir in self.encoder.irreps_out)
+        lmax = config.atomic_multipoles_max_l
+        self.num_coefficients = num_multipole_coefficients(lmax)
+        self.local_l = min(lmax, config.max_L)
+        self.local_energy = ScalarReadout(o3.Irreps(f"{self.num_scalars}x0e"), hidden=32)
+        if config.use_linear_local_charges:
+            self.local_charges = torch.nn.Linear(self.num_scalars, 1)
+        else:
+            self.local_charges = MLP([self.num_scalars, 32, 1])
+        self.local_higher = (
+            IrrepsReadout(node_irreps, multipole_irreps(self.local_l)[1:]) if self.local_l >= 1 else None
+        )
+        energies = torch.zeros(len(species), dtype=torch.get_default_dtype())
+        if isinstance(config.atomic_energies, dict):
+            for z, e in config.atomic_energies.items():
+                energies[species.index(int(z))] = float(e)
+        self.register_buffer("atomic_energies", energies)
+        scaling = torch.ones(len(species))
+        if isinstance(config.atom_density_scaling, dict):
+            for z, s in config.atom_density_scaling.items():
+                scaling[species.index(int(z))] = float(s)
+        self.register_buffer("density_scaling", scaling)
+
+        self.electrostatics = GaussianMultipoleElectrostatics(
+            ElectrostaticsConfig(
+                multipole_max_l=lmax,
+                smearing_width=config.atomic_multipoles_smearing_width,
+                receiver_widths=tuple(config.field_feature_widths),
+                feature_max_l=config.field_feature_max_l,
+                kspace_cutoff_factor=config.kspace_cutoff_factor,
+                include_self_interaction=config.include_electrostatic_self_interaction,
+                include_field_self_interaction=config.include_field_si,
+                backend=config.electrostatics_backend,
+            )
+        )
+        widths = len(config.field_feature_widths)
+        lf = config.field_feature_max_l
+        norms = torch.ones(widths, lf + 1)
+        if isinstance(config.field_feature_norms, (list, tuple)):
+            norms = torch.tensor([float(v) for v in config.field_feature_norms]).reshape(widths, lf + 1)
+        self.register_buffer("feature_norms", norms)
+
+        update_cfg = config.fixedpoint_update_config
+        embedding = BiasedLinearPotentialEmbedding(self.num_scalars, widths, lf, lmax)
+        if update_cfg.get("nonlinearity_cls", "NoNonLinearity") == "MLPNonLinearity":
+            nonlinearity: torch.nn.Module = MLPNonLinearity(self.num_scalars, lmax)
+        else:
+            nonlinearity = NoNonLinearity()
+        if update_cfg.get("type", "OneBodyVariableUpdate") == "ManyBodyUpdate":
+            enc_cfg = self.encoder.config
+            self.update = ManyBodyUpdate(
+                embedding,
+                nonlinearity,
+                node_irreps,
+                feature_irreps(widths, lf),
+                multipole_irreps(lmax),
+                InteractionBlock(node_irreps, enc_cfg.node_irreps, enc_cfg),
+            )
+        else:
+            self.update = OneBodyVariableUpdate(embedding, nonlinearity)
+
+        readout_type = config.field_readout_config.get("type", "StrictQuadraticFieldEnergyReadout")
+        self.readout_uses_edges = readout_type.startswith("ManyBody")
+        if readout_type == "NullFieldReadout":
+            self.field_readout: torch.nn.Module = NullFieldReadout()
+        elif readout_type == "StrictQuadraticFieldEnergyReadout":
+            self.field_readout = StrictQuadraticFieldEnergyReadout(self.num_scalars, lmax)
+        elif readout_type == "OneBodyMLPFieldReadout":
+            self.field_readout = OneBodyMLPFieldReadout(self.num_scalars, lmax, widths, lf)
+        else:
+            self.field_readout = ManyBodyChargesReadout(
+                self.num_scalars, lmax, widths, lf, config.num_bessel, readout_type == "ManyBodyChargesFieldReadout"
+            )
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def atomic_numbers(self) -> list[int]:
+        return list(self.config.atomic_numbers)
+
+    def species_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        """Map atomic numbers (N,) to species indices; unknown elements are a clear error."""
+        index = self.species_table[atomic_numbers.clamp(0, 118)]
+        if bool((index < 0).any()) or bool((atomic_numbers > 118).any()):
+            from ase.data import chemical_symbols
+
+            bad = sorted({int(z) for z in atomic_numbers[index < 0].tolist()})
+            names = [chemical_symbols[z] if 0 <= z < 119 else str(z) for z in bad]
+            known = [chemical_symbols[z] for z in self.atomic_numbers]
+            raise ValueError(
+                f"element(s) {names} are not known to this model (it was built for {known}); "
+                "train or build a model that includes them"
+            )
+        return index
+
+    def _normalise(self, features: torch.Tensor) -> torch.Tensor:
+        lf = self.config.field_feature_max_l
+        scale = torch.cat(
+            [self.feature_norms[:, l : l + 1].expand(-1, 2 * l + 1) for l in range(lf + 1)], dim=-1
+        ).to(features.dtype)
+        return features / scale
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        graph: AtomicGraph,
+        *,
+        constant_charge: bool = True,
+        fermi_level: torch.Tensor | None = None,
+        initial_multipoles: torch.Tensor | None = None,
+        initial_fermi_level: torch.Tensor | None = None,
+        settings: SCFSettings | None = None,
+        compute_forces: bool = False,
+        compute_stress: bool = False,
+        create_graph: bool = False,
+        self_consistent: bool = True,
+    ) -> dict[str, Any]:
+        """Energy (B,) eV, per-atom energies, multipoles, Fermi level (B,) V, dipole (B,3) e·Å,
+        and on request forces (N,3) eV/Å and stress (B,3,3) eV/Å³ (ASE sign).
+
+        self_consistent=False evaluates the same model with the density fixed at the local guess
+        (no field response), used to measure the cost of the SCF.
+        """
+        settings = settings or SCFSettings()
+        n_graphs = graph.num_graphs
+        batch = graph.batch
+        positions = graph.positions
+        cell = graph.cell
+        strain = None
+        if compute_stress:
+            strain = torch.zeros(n_graphs, 3, 3, dtype=positions.dtype, device=positions.device, requires_grad=True)
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            positions = positions + torch.einsum("ni,nij->nj", positions, sym[batch])
+            cell = cell + torch.einsum("bki,bij->bkj", cell, sym)
+        if compute_forces and not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+            graph_positions = positions
+        else:
+            graph_positions = positions
+
+        vectors = edge_vectors(graph, graph_positions, cell)
+        species = self.species_index(graph.atomic_numbers)
+        layers = self.encoder(species, vectors, graph.edge_index)
+        node_feats = layers[-1]
+        node_scalars = torch.cat(
+            [x[:, : ir.count("0e")] for x, ir in zip(layers, self.encoder.irreps_out)], dim=-1
+        )
+        edge_sh, edge_radial = self.encoder.edge_embedding(vectors)
+        update_edges = (edge_sh, edge_radial, graph.edge_index)
+        readout_edges = (edge_radial, graph.edge_index)
+
+        scale = self.density_scaling.to(positions.dtype)[species]
+        local = positions.new_zeros(positions.shape[0], self.num_coefficients)
+        local_q = self.local_charges(node_scalars).squeeze(-1) * scale
+        pieces = [local_q[:, None]]
+        if self.local_higher is not None:
+            pieces.append(self.local_higher(node_feats) * scale[:, None])
+        local_part = torch.cat(pieces, dim=-1)
+        local = torch.cat([local_part, local[:, local_part.shape[1] :]], dim=-1)
+
+        boundary = [
+            resolve_boundary([bool(v) for v in graph.pbc[b].tolist()], self.config.electrostatic_pbc_method, b)
+            for b in range(n_graphs)
+        ]
+        geometry = self.electrostatics.prepare(graph_positions, cell, batch, boundary)
+        field = graph.external_field.to(positions.dtype)[batch]
+        lf = self.config.field_feature_max_l
+        size_f = (lf + 1) ** 2
+        external = applied_field_features(graph_positions, field, self.electrostatics.config.max_l)
+        total_charge = graph.total_charge.to(positions.dtype)
+        constant_mu = fermi_level if fermi_level is not None else graph.labels.get("fermi_level_input")
+
+        def base_features(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            hartree = self.electrostatics.potential(geometry, p)
+            return hartree, hartree[:, 1:, :size_f] + external[:, :, :size_f]
+
+        def shifted(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+            mu_part = torch.zeros_like(base)
+            mu_part[..., 0] = mu[batch][:, None]
+            return self._normalise(base + mu_part)
+
+        def response(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+            return local + self.update(node_scalars, node_feats, shifted(base, mu), update_edges)
+
+        def solve_mu(base: torch.Tensor, mu: torch.Tensor, steps: int, keep_graph: bool) -> torch.Tensor:
+            """Newton on Σq(μ) = Q per structure; derivatives by autograd (exact)."""
+            for _ in range(steps):
+                with torch.enable_grad():
+                    mu_var = mu if keep_graph else mu.detach().requires_grad_(True)
+                    if keep_graph and not mu_var.requires_grad:
+                        mu_var = mu_var.clone().requires_grad_(True)
+                    q = response(base if keep_graph else base.detach(), mu_var)[:, 0]
+                    charge = q.new_zeros(n_graphs).index_add(0, batch, q) - total_charge
+                    (slope,) = torch.autograd.grad(charge.sum(), mu_var, create_graph=keep_graph)
+                mu = mu_var - charge / slope
+            return mu
+
+        def fixed_point_map(p: torch.Tensor, mu0: torch.Tensor, steps: int, keep_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            _, base = base_features(p)
+            if constant_charge:
+                mu = solve_mu(base, mu0, steps, keep_graph)
+            else:
+                mu = mu0
+            return response(base, mu), mu
+
+        if constant_charge:
+            mu0 = initial_fermi_level if initial_fermi_level is not None else positions.new_zeros(n_graphs)
+        else:
+            if constant_mu is None:
+                constant_mu = positions.new_zeros(n_graphs)
+            mu0 = constant_mu.to(positions.dtype)
+        mu0 = mu0.detach()
+        p0 = (initial_multipoles if initial_multipoles is not None else local).detach()
+
+        state = {"mu": mu0}
+        steps, history = 0, []
+        if self_consistent:
+            def scf_update(p: torch.Tensor) -> torch.Tensor:
+                new_p, mu = fixed_point_map(p, state["mu"], 6, keep_graph=False)
+                state["mu"] = mu.detach()
+                return new_p.detach()
+
+            def charge_error(p: torch.Tensor) -> float:
+                if not constant_charge:
+                    return 0.0
+                q = p.new_zeros(n_graphs).index_add(0, batch, p[:, 0])
+                return float((q - total_charge).abs().max())
+
+            result = solve_fixed_point(scf_update, p0, settings, charge_error)
+            steps, history = result.steps, result.residual_history
+            mu_star = state["mu"]
+
+            def implicit_map(p: torch.Tensor) -> torch.Tensor:
+                return fixed_point_map(p, mu_star, FERMI_NEWTON_STEPS, keep_graph=True)[0]
+
+            adjoint = SCFSettings(
+                tolerance=1e-12,
+                max_steps=settings.max_steps * 2,
+                mixing=settings.mixing,
+                mixing_parameter=settings.mixing_parameter,
+                history=settings.history,
+                on_failure=settings.on_failure,
+            )
+            multipoles = attach_implicit_gradient(implicit_map, result.solution, adjoint)
+            _, base = base_features(multipoles.detach())
+            mu = solve_mu(base, mu_star, FERMI_NEWTON_STEPS, keep_graph=True) if constant_charge else mu_star
+        else:
+            multipoles, mu = local, mu0
+
+        hartree, base = base_features(multipoles)
+        features = shifted(base, mu)
+        e_hartree = 0.5 * (multipoles * hartree[:, 0, : self.num_coefficients]).sum(-1)
+        e_field = (multipoles * external[:, 0, : self.num_coefficients]).sum(-1)
+        e_readout = self.field_readout(
+            node_scalars, multipoles, local, features, readout_edges if self.readout_uses_edges else update_edges[2]
+        )
+        node_energy = (
+            self.atomic_energies.to(positions.dtype)[species]
+            + self.local_energy(node_scalars).squeeze(-1)
+            + e_readout
+            + e_hartree
+            + e_field
+        )
+        energy = node_energy.new_zeros(n_graphs).index_add(0, batch, node_energy)
+        out: dict[str, Any] = {
+            "energy": energy,
+            "node_energy": node_energy,
+            "multipoles": multipoles,
+            "charges": multipoles[:, 0],
+            "fermi_level": mu,
+            "dipole": total_dipole(graph_positions, multipoles, batch, n_graphs),
+            "scf_steps": steps,
+            "residual_history": history,
+            "local_multipoles": local,
+        }
+        wrt = []
+        if compute_forces:
+            wrt.append(graph_positions)
+        if compute_stress:
+            wrt.append(strain)
+        if wrt:
+            grads = torch.autograd.grad(energy.sum(), wrt, create_graph=create_graph, allow_unused=True)
+            if compute_forces:
+                out["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(graph_positions)
+            if compute_stress:
+                g = grads[-1] if grads[-1] is not None else torch.zeros_like(strain)
+                volume = torch.abs(torch.linalg.det(graph.cell)).clamp_min(1e-30)
+                out["stress"] = g / volume[:, None, None]
+        return out
+
+    # ------------------------------------------------------------------ io
+    def save(self, path: str) -> None:
+        """Write weights (safetensors) and a plain-data header atomically."""
+        from fpscf.model_io import save_model
+
+        save_model(self, path)
+
+
+def build_model(atomic_numbers: Any, **hyperparameters: Any) -> FixedPointModel:
+    """A :class:`FixedPointModel` with random, seeded weights. Unknown options are a clear error."""
+    return FixedPointModel(make_config(atomic_numbers, **hyperparameters))

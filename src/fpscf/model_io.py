@@ -1,0 +1,91 @@
+"""Model files: safetensors weights plus a plain-data JSON header. Loading never runs code.
+
+The header (in the safetensors metadata) records the format, the package version, units, the
+species and every hyperparameter, so ``load_model`` rebuilds the architecture from data alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_NAME = "fpscf-model"
+FORMAT_VERSION = 1
+UNITS = {"length": "Angstrom", "energy": "eV", "charge": "e", "electric_field": "V/Angstrom", "magnetic_field": "T"}
+
+
+def save_model(model: Any, path: str | os.PathLike) -> None:
+    """Write ``model`` to ``path`` atomically (temporary file + rename)."""
+    from safetensors.torch import save_file
+
+    from fpscf import __version__
+
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "fpscf_version": __version__,
+        "units": UNITS,
+        "species": list(model.config.atomic_numbers),
+        "hyperparameters": model.config.to_dict(),
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"fpscf": json.dumps(header)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The plain-data header of a model file; a clear error for missing, corrupt or foreign files."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types for bad files
+        raise ValueError(
+            f"{str(path)!r} is not a readable fpscf model file (expected safetensors written by "
+            f"model.save): {error}"
+        ) from None
+    if "fpscf" not in metadata:
+        raise ValueError(f"{str(path)!r} is a safetensors file but not an fpscf model (no 'fpscf' header)")
+    header = json.loads(metadata["fpscf"])
+    if header.get("format") != FORMAT_NAME or int(header.get("format_version", -1)) > FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has model format {header.get('format')!r} v{header.get('format_version')}; "
+            f"this fpscf reads {FORMAT_NAME!r} up to v{FORMAT_VERSION} (upgrade fpscf)"
+        )
+    return header
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64) -> Any:
+    """Rebuild a :class:`~fpscf.model.FixedPointModel` from a file written by ``model.save``."""
+    from safetensors.torch import load_file
+
+    from fpscf.config import ModelConfig
+    from fpscf.model import FixedPointModel
+
+    header = read_header(path)
+    config = ModelConfig.from_dict(header["hyperparameters"])
+    model = FixedPointModel(config)
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{str(path)!r} does not match the architecture in its header: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.to(device=device, dtype=dtype)

@@ -1,0 +1,146 @@
+"""Fixed-point update rules ``Δp(h, f)``: how the density responds to the field features.
+
+The SCF map is ``p ← p_local(h) + Δp(h, f[p; μ, ε])`` (DESIGN.md section 2). Field features
+``f`` have shape (N, W, (L_f+1)²) (receiver widths × e3nn ``0e + 1o + 2e``), already normalised;
+multipoles have shape (N, (l_max+1)²).
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+
+from fpscf.nn import MLP, InteractionBlock, IrrepsReadout
+
+UPDATE_TYPES = ("OneBodyVariableUpdate", "ManyBodyUpdate")
+EMBEDDING_TYPES = ("BiasedLinearPotentialEmbedding",)
+NONLINEARITY_TYPES = ("NoNonLinearity", "MLPNonLinearity")
+
+
+def _l_slice(l: int) -> slice:
+    return slice(l * l, (l + 1) * (l + 1))
+
+
+class BiasedLinearPotentialEmbedding(torch.nn.Module):
+    """Affine response ``e_l = Σ_k a_{k,l}(h) f_{k,l} (+ b(h) for l = 0)``.
+
+    The coefficients ``a = −softplus(MLP(h))·scale`` are negative (the density screens the potential:
+    charge flows down the potential, dipoles align with the field), which keeps a random model's
+    SCF map contractive. h: (N, S) invariant node features.
+    """
+
+    def __init__(self, num_scalars: int, num_widths: int, feature_max_l: int, multipole_max_l: int, hidden: int = 32, scale: float = 0.02) -> None:
+        super().__init__()
+        self.num_widths = num_widths
+        self.response_max_l = min(feature_max_l, multipole_max_l)
+        self.multipole_max_l = multipole_max_l
+        self.num_coefficients = num_widths * (self.response_max_l + 1)
+        self.coefficients = MLP([num_scalars, hidden, self.num_coefficients + 1])
+        self.scale = scale
+
+    def forward(self, node_scalars: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        raw = self.coefficients(node_scalars)
+        response = -torch.nn.functional.softplus(raw[:, : self.num_coefficients]) * self.scale
+        response = response.reshape(-1, self.num_widths, self.response_max_l + 1)
+        bias = raw[:, self.num_coefficients :] * self.scale
+        out = features.new_zeros(features.shape[0], (self.multipole_max_l + 1) ** 2)
+        pieces = []
+        for l in range(self.multipole_max_l + 1):
+            if l <= self.response_max_l:
+                pieces.append((response[:, :, l : l + 1] * features[:, :, _l_slice(l)]).sum(1))
+            else:
+                pieces.append(out[:, _l_slice(l)])
+        pieces[0] = pieces[0] + bias
+        return torch.cat(pieces, dim=-1)
+
+
+class NoNonLinearity(torch.nn.Module):
+    """``Δp = e``: the update stays affine in the field features."""
+
+    def forward(self, node_scalars: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        return embedded
+
+
+class MLPNonLinearity(torch.nn.Module):
+    """Equivariant nonlinear map of the embedded response ``e``.
+
+    Invariants ``s = [h, e_0, |e_1|, |e_2|]`` feed an MLP giving gates g_l, and
+    ``Δp_l = e_l (1 + tanh g_l)``: smooth, equivariant, nonlinear in the field features. The last
+    layer starts small, so a new model begins close to the affine one.
+    """
+
+    def __init__(self, num_scalars: int, multipole_max_l: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.multipole_max_l = multipole_max_l
+        self.mlp = MLP([num_scalars + 1 + multipole_max_l, hidden, 1 + multipole_max_l])
+        last = self.mlp.layers[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.3)
+
+    def forward(self, node_scalars: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        norms = [
+            torch.sqrt((embedded[:, _l_slice(l)] ** 2).sum(-1, keepdim=True) + 1e-12)
+            for l in range(1, self.multipole_max_l + 1)
+        ]
+        gates = torch.tanh(self.mlp(torch.cat([node_scalars, embedded[:, :1], *norms], dim=-1)))
+        return torch.cat(
+            [embedded[:, _l_slice(l)] * (1.0 + gates[:, l : l + 1]) for l in range(self.multipole_max_l + 1)],
+            dim=-1,
+        )
+
+
+class OneBodyVariableUpdate(torch.nn.Module):
+    """Per-atom update: potential embedding followed by a (non)linearity."""
+
+    def __init__(self, embedding: torch.nn.Module, nonlinearity: torch.nn.Module) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.nonlinearity = nonlinearity
+
+    def forward(self, node_scalars: torch.Tensor, node_feats: torch.Tensor, features: torch.Tensor, graph_edges: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return self.nonlinearity(node_scalars, self.embedding(node_scalars, features))
+
+
+class ManyBodyUpdate(torch.nn.Module):
+    """Many-body update: field features are embedded into the node features, one interaction
+    block is rerun over the same edges, and an equivariant readout gives the update; it is
+    added to the one-body affine response so a new model starts close to linear response.
+    """
+
+    def __init__(
+        self,
+        embedding: torch.nn.Module,
+        nonlinearity: torch.nn.Module,
+        node_irreps: o3.Irreps,
+        feature_irreps: o3.Irreps,
+        multipole_irreps: o3.Irreps,
+        interaction: InteractionBlock,
+        scale: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.one_body = OneBodyVariableUpdate(embedding, nonlinearity)
+        self.field_embedding = o3.Linear(feature_irreps, node_irreps)
+        self.interaction = interaction
+        self.readout = IrrepsReadout(interaction.irreps_out, multipole_irreps)
+        self.feature_irreps = feature_irreps
+        self.scale = scale
+
+    def forward(self, node_scalars: torch.Tensor, node_feats: torch.Tensor, features: torch.Tensor, graph_edges: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        edge_sh, edge_radial, edge_index = graph_edges
+        one_body = self.one_body(node_scalars, node_feats, features, graph_edges)
+        flat = _flatten_features(features)
+        hidden = node_feats + self.field_embedding(flat)
+        hidden = self.interaction(hidden, edge_sh, edge_radial, edge_index)
+        return one_body + self.scale * torch.tanh(self.readout(hidden))
+
+
+def _flatten_features(features: torch.Tensor) -> torch.Tensor:
+    """(N, W, (L+1)²) → (N, W×0e + W×1o + W×2e) in e3nn layout (multiplicity-major per l)."""
+    n, w, size = features.shape
+    max_l = int(round(size**0.5)) - 1
+    return torch.cat([features[:, :, _l_slice(l)].reshape(n, -1) for l in range(max_l + 1)], dim=-1)
+
+
+def feature_irreps(num_widths: int, feature_max_l: int) -> o3.Irreps:
+    """Irreps of flattened field features: ``W×0e + W×1o + W×2e`` up to ``feature_max_l``."""
+    return o3.Irreps([(num_widths, (l, (-1) ** l)) for l in range(feature_max_l + 1)])
