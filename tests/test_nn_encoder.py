@@ -312,8 +312,11 @@ def test_float32_follows_input_dtype_and_stays_equivariant():
         assert (feats_rot - feats @ d.T).abs().max() < 1e-4
 
 
-def test_output_shapes_and_irreps_follow_config():
-    config = EncoderConfig(num_species=2, r_max=3.0, num_channels=4, max_L=1, num_interactions=3)
+@pytest.mark.parametrize("correlation", [1, 2])
+def test_output_shapes_and_irreps_follow_config(correlation):
+    config = EncoderConfig(
+        num_species=2, r_max=3.0, num_channels=4, max_L=1, num_interactions=3, correlation=correlation
+    )
     with default_dtype(DTYPE):
         encoder = EquivariantEncoder(config)
     assert [str(i) for i in encoder.irreps_out] == ["4x0e+4x1o"] * 3
@@ -321,6 +324,9 @@ def test_output_shapes_and_irreps_follow_config():
     species = species.clamp(max=1)
     outputs = run(encoder, species, positions)
     assert len(outputs) == 3 and all(o.shape == (3, 16) for o in outputs)
+    rotation = -o3.rand_matrix(dtype=DTYPE)
+    for irreps, feats, feats_rot in zip(encoder.irreps_out, outputs, run(encoder, species, positions @ rotation.T)):
+        assert (feats_rot - feats @ irreps.D_from_matrix(rotation).T).abs().max() < TOL
 
 
 def test_convolution_equals_e3nn_tensor_product_summed_over_receivers():

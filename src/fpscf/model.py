@@ -147,7 +147,7 @@ class FixedPointModel(torch.nn.Module):
         if readout_type == "NullFieldReadout":
             self.field_readout: torch.nn.Module = NullFieldReadout()
         elif readout_type == "StrictQuadraticFieldEnergyReadout":
-            self.field_readout = StrictQuadraticFieldEnergyReadout(self.num_scalars, lmax)
+            self.field_readout = StrictQuadraticFieldEnergyReadout(lmax)
         elif readout_type == "OneBodyMLPFieldReadout":
             self.field_readout = OneBodyMLPFieldReadout(self.num_scalars, lmax, widths, lf)
         else:
@@ -194,11 +194,14 @@ class FixedPointModel(torch.nn.Module):
         settings: SCFSettings | None = None,
         compute_forces: bool = False,
         compute_stress: bool = False,
+        compute_dipole: bool = False,
         create_graph: bool = False,
         self_consistent: bool = True,
     ) -> dict[str, Any]:
-        """Energy (B,) eV, per-atom energies, multipoles, Fermi level (B,) V, dipole (B,3) e·Å,
-        and on request forces (N,3) eV/Å and stress (B,3,3) eV/Å³ (ASE sign).
+        """Energy (B,) eV, per-atom energies, multipoles, Fermi level (B,) V, the density dipole
+        ``Σ(q r + d)`` (B,3) e·Å, and on request forces (N,3) eV/Å, stress (B,3,3) eV/Å³ (ASE sign)
+        and the dipole ``D = −∂E/∂ε`` (B,3) e·Å (exact, through the fixed point; equal to the
+        density dipole for a variational model, see StrictQuadraticFieldEnergyReadout).
 
         self_consistent=False evaluates the same model with the density fixed at the local guess
         (no field response), used to measure the cost of the SCF.
@@ -245,7 +248,10 @@ class FixedPointModel(torch.nn.Module):
             for b in range(n_graphs)
         ]
         geometry = self.electrostatics.prepare(graph_positions, cell, batch, boundary)
-        field = graph.external_field.to(positions.dtype)[batch]
+        field_input = graph.external_field.to(positions.dtype)
+        if compute_dipole:
+            field_input = field_input.detach().requires_grad_(True)
+        field = field_input[batch]
         lf = self.config.field_feature_max_l
         size_f = (lf + 1) ** 2
         external = applied_field_features(graph_positions, field, self.electrostatics.config.max_l)
@@ -298,7 +304,7 @@ class FixedPointModel(torch.nn.Module):
         steps, history = 0, []
         if self_consistent:
             def scf_update(p: torch.Tensor) -> torch.Tensor:
-                new_p, mu = fixed_point_map(p, state["mu"], 6, keep_graph=False)
+                new_p, mu = fixed_point_map(p, state["mu"], FERMI_NEWTON_STEPS, keep_graph=False)
                 state["mu"] = mu.detach()
                 return new_p.detach()
 
@@ -324,18 +330,21 @@ class FixedPointModel(torch.nn.Module):
                 on_failure=settings.on_failure,
             )
             multipoles = attach_implicit_gradient(implicit_map, result.solution, adjoint)
-            _, base = base_features(multipoles.detach())
+            hartree, base = base_features(multipoles)
             mu = solve_mu(base, mu_star, FERMI_NEWTON_STEPS, keep_graph=True) if constant_charge else mu_star
         else:
             multipoles, mu = local, mu0
+            hartree, base = base_features(multipoles)
 
-        hartree, base = base_features(multipoles)
         features = shifted(base, mu)
         e_hartree = 0.5 * (multipoles * hartree[:, 0, : self.num_coefficients]).sum(-1)
         e_field = (multipoles * external[:, 0, : self.num_coefficients]).sum(-1)
-        e_readout = self.field_readout(
-            node_scalars, multipoles, local, features, readout_edges if self.readout_uses_edges else update_edges[2]
-        )
+        if isinstance(self.field_readout, StrictQuadraticFieldEnergyReadout):
+            e_readout = self.field_readout(node_scalars, multipoles, local, self.update.embedding, self.feature_norms)
+        else:
+            e_readout = self.field_readout(
+                node_scalars, multipoles, local, features, readout_edges if self.readout_uses_edges else update_edges[2]
+            )
         node_energy = (
             self.atomic_energies.to(positions.dtype)[species]
             + self.local_energy(node_scalars).squeeze(-1)
@@ -350,18 +359,26 @@ class FixedPointModel(torch.nn.Module):
             "multipoles": multipoles,
             "charges": multipoles[:, 0],
             "fermi_level": mu,
-            "dipole": total_dipole(graph_positions, multipoles, batch, n_graphs),
+            "density_dipole": total_dipole(graph_positions, multipoles, batch, n_graphs),
             "scf_steps": steps,
             "residual_history": history,
             "local_multipoles": local,
+            # G(p, μ) of this geometry, (N, K), (B,) -> (N, K): for tests and linear-response solves.
+            "scf_map": lambda p, mu: response(base_features(p)[1], mu),
         }
         wrt = []
         if compute_forces:
             wrt.append(graph_positions)
         if compute_stress:
             wrt.append(strain)
+        if compute_dipole:
+            wrt.append(field_input)
         if wrt:
             grads = torch.autograd.grad(energy.sum(), wrt, create_graph=create_graph, allow_unused=True)
+            if compute_dipole:
+                g = grads[-1]
+                out["dipole"] = -g if g is not None else torch.zeros_like(field_input)
+                grads = grads[:-1]
             if compute_forces:
                 out["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(graph_positions)
             if compute_stress:

@@ -12,10 +12,12 @@ from torch import Tensor
 class _PathGroup(torch.nn.Module):
     """All paths from one input block ``C x ir_in`` into one output irrep ``L``.
 
-    ``coupling`` (``(sh_dim, K * (2L+1))`` with ``K = num_paths * ir_in.dim``) turns the edge spherical
-    harmonics into the per-edge matrix ``T[e, (p, i), M]``, so that the message is
-    ``m[e, u, M] = sum_{p,i} w[e, u, p] x[e, u, i] T[e, (p, i), M]``. The Clebsch-Gordan coefficients
-    carry e3nn's ``component``/``element`` normalisation, ``sqrt((2L+1) / paths_into_L) * wigner_3j``.
+    The message of edge ``e``, channel ``u`` is ``m[e,u,M] = sum_{i,p} x[e,u,i] w[e,u,p] T[e,i,p,M]``,
+    where ``T = edge_sh @ coupling`` holds the Clebsch-Gordan coefficients of every path ``p`` (one per
+    spherical-harmonic block) with e3nn's ``component``/``element`` normalisation,
+    ``sqrt((2L+1) / paths_into_L) * wigner_3j``. Scalar inputs contract ``(w * x) @ T``; higher inputs
+    contract ``x @ T`` first and then the path weights (two batched matrix products whose backward
+    passes avoid strided reductions).
     """
 
     block: int
@@ -41,10 +43,11 @@ class _PathGroup(torch.nn.Module):
         super().__init__()
         sh_slices = sh_irreps.slices()
         alpha = math.sqrt(ir_out.dim / paths_into_output)
-        coupling = torch.zeros(sh_irreps.dim, len(sh_indices), ir_in.dim, ir_out.dim, dtype=torch.float64)
+        # coupling[j, i, p, M]
+        coupling = torch.zeros(sh_irreps.dim, ir_in.dim, len(sh_indices), ir_out.dim, dtype=torch.float64)
         for p, i_sh in enumerate(sh_indices):
             cg = o3.wigner_3j(ir_in.l, sh_irreps[i_sh].ir.l, ir_out.l, dtype=torch.float64)  # (i, j, M)
-            coupling[sh_slices[i_sh], p] = alpha * cg.transpose(0, 1)
+            coupling[sh_slices[i_sh], :, p, :] = alpha * cg.transpose(0, 1)
         self.block = block
         self.mul = mul
         self.ir_dim = ir_in.dim
@@ -59,13 +62,21 @@ class _PathGroup(torch.nn.Module):
         (this group's input block of the sender features), ``edge_sh (E, sh_dim)``,
         ``weights (E, mul, num_paths)`` (this group's paths) -> ``(E, mul, 2L+1)``."""
         num_edges = edge_sh.shape[0]
-        x = sender_block.reshape(num_edges, self.mul, 1, self.ir_dim)
-        w = weights.unsqueeze(-1)
-        weighted = (w * x).reshape(num_edges, self.mul, self.num_paths * self.ir_dim)
-        coupling = torch.matmul(edge_sh, self.coupling).reshape(num_edges, self.num_paths * self.ir_dim, self.out_dim)
+        x = sender_block.reshape(num_edges, self.mul, self.ir_dim)
+        coupling = torch.matmul(edge_sh, self.coupling)  # (E, ir_dim * num_paths * (2L+1))
+        if self.ir_dim == 1:
+            weighted = weights * x  # (E, mul, num_paths)
+            coupling = coupling.reshape(num_edges, self.num_paths, self.out_dim)
+            if self.first:
+                return torch.bmm(weighted, coupling)
+            return torch.baddbmm(message, weighted, coupling)
+        coupling = coupling.reshape(num_edges, self.ir_dim, self.num_paths * self.out_dim)
+        projected = torch.bmm(x, coupling).reshape(num_edges * self.mul, self.num_paths, self.out_dim)
+        w = weights.reshape(num_edges * self.mul, 1, self.num_paths)
         if self.first:
-            return torch.bmm(weighted, coupling)
-        return torch.baddbmm(message, weighted, coupling)
+            return torch.bmm(w, projected).reshape(num_edges, self.mul, self.out_dim)
+        previous = message.reshape(num_edges * self.mul, 1, self.out_dim)
+        return torch.baddbmm(previous, w, projected).reshape(num_edges, self.mul, self.out_dim)
 
 
 class SphericalConvolution(torch.nn.Module):
@@ -74,9 +85,9 @@ class SphericalConvolution(torch.nn.Module):
     Equal to ``o3.TensorProduct(irreps_in, sh_irreps, irreps_out, instructions, shared_weights=False,
     internal_weights=False)`` applied per edge and summed over receivers, where ``instructions`` are
     all ``uvu`` paths ``(i_in, i_sh) -> L`` for ``L`` in ``targets`` (several paths add into one output,
-    e3nn ``component``/``element`` normalisation). It is computed with one small batched matrix
-    product per (input block, output irrep), ``(E, C, K) @ (E, K, 2L+1)``, which is several times
-    faster and lighter than the generic tensor-product code. All input blocks must share one
+    e3nn ``component``/``element`` normalisation). It is computed with small batched matrix products
+    per (input block, output irrep), which is several times faster and lighter in memory than the
+    generic tensor-product code. All input blocks must share one
     multiplicity ``C``; the output is ``C x targets`` (sorted, only those reached).
 
     Shapes: ``node_feats (N, irreps_in.dim)``, ``edge_sh (E, sh_irreps.dim)``,
@@ -106,7 +117,8 @@ class SphericalConvolution(torch.nn.Module):
         )
         if not reached:
             raise ValueError(
-                f"SphericalConvolution: no path of {irreps_in} ⊗ {sh_irreps} reaches any of {[str(t) for t in targets]}."
+                f"SphericalConvolution: no path of {irreps_in} ⊗ {sh_irreps} reaches any of "
+                f"{[str(t) for t in targets]}."
             )
         self.irreps_out = o3.Irreps([(mul, ir) for ir in reached])
         groups: List[_PathGroup] = []

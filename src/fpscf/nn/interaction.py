@@ -59,10 +59,13 @@ class InteractionBlock(torch.nn.Module):
         self.dim_in = self.irreps_in.dim
         self.dim_sh = self.sh_irreps.dim
         if self.irreps_in.dim == 0 or self.irreps_out.dim == 0:
-            raise ValueError(f"InteractionBlock irreps_in={irreps_in}, irreps_out={irreps_out}: both must be non-empty.")
+            raise ValueError(
+                f"InteractionBlock irreps_in={irreps_in}, irreps_out={irreps_out}: both must be non-empty."
+            )
         if self.irreps_in.count("0e") == 0:
             raise ValueError(
-                f"InteractionBlock irreps_in={irreps_in} has no scalars (0e); they are needed to weight the product block."
+                f"InteractionBlock irreps_in={irreps_in} has no scalars (0e); they are needed to weight the "
+                f"product block. Add scalar channels to the input features."
             )
         self.irreps_message = message_irreps(self.irreps_in, self.irreps_out, self.sh_irreps, config.num_channels)
 

@@ -47,7 +47,9 @@ class ChannelwiseProduct(torch.nn.Module):
     ``weights``: ``(N, weight_numel)`` -> ``(N, irreps_out.dim)``.
     """
 
-    def __init__(self, irreps_left: o3.Irreps, irreps_right: o3.Irreps, targets: List[o3.Irrep], same_inputs: bool) -> None:
+    def __init__(
+        self, irreps_left: o3.Irreps, irreps_right: o3.Irreps, targets: List[o3.Irrep], same_inputs: bool
+    ) -> None:
         super().__init__()
         muls = {mul for mul, _ in irreps_left} | {mul for mul, _ in irreps_right}
         if len(muls) != 1:
@@ -131,7 +133,8 @@ class ProductBlock(torch.nn.Module):
             raise ValueError(f"ProductBlock correlation={correlation}: expected an integer >= 1.")
         if self.irreps_weight_source.count("0e") == 0:
             raise ValueError(
-                f"ProductBlock needs scalar (0e) features to set its weights; irreps_weight_source={irreps_weight_source}."
+                f"ProductBlock needs scalar (0e) features to set its weights; "
+                f"irreps_weight_source={irreps_weight_source}."
             )
         self.correlation = int(correlation)
         self.linear_first = o3.Linear(self.irreps_in, self.irreps_out)
@@ -142,7 +145,9 @@ class ProductBlock(torch.nn.Module):
         reached = set(ir for _, ir in self.irreps_in)
         for k in range(2, correlation + 1):
             targets = targets_out if k == correlation else targets_mid
-            step = ProductStep(left, self.irreps_in, targets, self.irreps_weight_source, self.irreps_out, same_inputs=(k == 2))
+            step = ProductStep(
+                left, self.irreps_in, targets, self.irreps_weight_source, self.irreps_out, same_inputs=(k == 2)
+            )
             steps.append(step)
             left = step.irreps_product
             reached |= set(ir for _, ir in left)

@@ -18,7 +18,9 @@ class BesselBasis(torch.nn.Module):
     def __init__(self, r_max: float, num_basis: int = 8) -> None:
         super().__init__()
         if r_max <= 0.0 or num_basis < 1:
-            raise ValueError(f"BesselBasis(r_max={r_max}, num_basis={num_basis}): expected r_max > 0 Å and num_basis >= 1.")
+            raise ValueError(
+                f"BesselBasis(r_max={r_max}, num_basis={num_basis}): expected r_max > 0 Å and num_basis >= 1."
+            )
         self.r_max = float(r_max)
         self.prefactor = math.sqrt(2.0 / r_max)
         frequencies = torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()) * (math.pi / r_max)

@@ -46,7 +46,8 @@ class IrrepsReadout(torch.nn.Module):
         missing = [str(ir) for _, ir in self.irreps_out if ir not in available and not (bias and ir == o3.Irrep("0e"))]
         if missing:
             raise ValueError(
-                f"IrrepsReadout cannot produce {missing} of irreps_out={self.irreps_out} from irreps_in={self.irreps_in}: "
+                f"IrrepsReadout cannot produce {missing} of irreps_out={self.irreps_out} "
+                f"from irreps_in={self.irreps_in}: "
                 f"no input irrep of that type (raise max_L of the encoder or drop them)."
             )
         self.linear = o3.Linear(self.irreps_in, self.irreps_out, biases=bias)

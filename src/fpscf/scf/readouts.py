@@ -37,23 +37,31 @@ class NullFieldReadout(torch.nn.Module):
 
 
 class StrictQuadraticFieldEnergyReadout(torch.nn.Module):
-    """``E_i = ½ Σ_l κ_l(h_i) |p_i,l − p_local_i,l|²`` with ``κ = softplus`` ≥ 0 (eV per e², e²Å², ...).
+    """Quadratic energy tied to the update's own response coefficients (the Legendre partner).
 
-    Quadratic in the density, so with an affine update the whole model is a linear-response
-    (QEq/Drude-like) model with a closed-form solution.
+    For the affine update ``Δp_l = Σ_k a_{k,l}(h) f_{k,l}/n_{k,l} + b δ_l0`` this readout is
+    ``E_i = ½ Σ_l κ_{i,l} |p_{i,l} − p_local_{i,l} − b_i δ_l0|²`` with ``1/κ_l = −Σ_k a_{k,l}/n_{k,l}``.
+    When the receivers are the density Gaussians themselves (one width equal to σ, self-interaction
+    treated alike in energy and features) the fixed point is then the stationary point of the
+    energy: the model is variational, ``−∂E/∂ε`` equals the density dipole ``Σ(q r + d)``, and with
+    constant charge μ is the Lagrange multiplier of Σq = Q. Multipoles above the response l get no
+    quadratic term. Takes no trainable parameters of its own.
     """
 
-    def __init__(self, num_scalars: int, multipole_max_l: int, hidden: int = 32) -> None:
+    def __init__(self, multipole_max_l: int) -> None:
         super().__init__()
         self.multipole_max_l = multipole_max_l
-        self.stiffness = MLP([num_scalars, hidden, multipole_max_l + 1])
 
-    def forward(self, node_scalars, multipoles, local_multipoles, features, edge_index) -> torch.Tensor:  # noqa: ANN001
-        kappa = torch.nn.functional.softplus(self.stiffness(node_scalars))
-        delta = multipoles - local_multipoles
+    def forward(self, node_scalars, multipoles, local_multipoles, embedding, feature_norms) -> torch.Tensor:  # noqa: ANN001
+        response, bias = embedding.response(node_scalars)  # (N, W, L+1), (N, 1)
+        norms = feature_norms[:, : response.shape[-1]].to(response.dtype)  # (W, L+1)
+        compliance = -(response / norms).sum(1)  # (N, L+1) > 0
+        target = local_multipoles.clone()
+        target[:, :1] = target[:, :1] + bias
+        delta = multipoles - target
         energy = delta.new_zeros(delta.shape[0])
-        for l in range(self.multipole_max_l + 1):
-            energy = energy + 0.5 * kappa[:, l] * (delta[:, l * l : (l + 1) ** 2] ** 2).sum(-1)
+        for l in range(response.shape[-1]):
+            energy = energy + 0.5 * (delta[:, l * l : (l + 1) ** 2] ** 2).sum(-1) / compliance[:, l]
         return energy
 
 

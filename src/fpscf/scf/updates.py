@@ -38,11 +38,15 @@ class BiasedLinearPotentialEmbedding(torch.nn.Module):
         self.coefficients = MLP([num_scalars, hidden, self.num_coefficients + 1])
         self.scale = scale
 
-    def forward(self, node_scalars: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def response(self, node_scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Response coefficients a (N, W, min(L_f, l_max)+1) (< 0) and charge bias b (N, 1)."""
         raw = self.coefficients(node_scalars)
         response = -torch.nn.functional.softplus(raw[:, : self.num_coefficients]) * self.scale
         response = response.reshape(-1, self.num_widths, self.response_max_l + 1)
-        bias = raw[:, self.num_coefficients :] * self.scale
+        return response, raw[:, self.num_coefficients :] * self.scale
+
+    def forward(self, node_scalars: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        response, bias = self.response(node_scalars)
         out = features.new_zeros(features.shape[0], (self.multipole_max_l + 1) ** 2)
         pieces = []
         for l in range(self.multipole_max_l + 1):
@@ -124,6 +128,11 @@ class ManyBodyUpdate(torch.nn.Module):
         self.readout = IrrepsReadout(interaction.irreps_out, multipole_irreps)
         self.feature_irreps = feature_irreps
         self.scale = scale
+
+    @property
+    def embedding(self) -> torch.nn.Module:
+        """The affine potential embedding of the one-body part (used by the strict readout)."""
+        return self.one_body.embedding
 
     def forward(self, node_scalars: torch.Tensor, node_feats: torch.Tensor, features: torch.Tensor, graph_edges: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         edge_sh, edge_radial, edge_index = graph_edges
