@@ -23,7 +23,7 @@ from fpscf.electrostatics.gaussian_multipoles import (
     resolve_boundary,
 )
 from fpscf.electrostatics.multipoles import multipole_irreps, num_multipole_coefficients
-from fpscf.nn import MLP, EncoderConfig, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
+from fpscf.nn import MLP, EncoderConfig, default_dtype, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
 from fpscf.scf.implicit import attach_implicit_gradient
 from fpscf.scf.readouts import (
     ManyBodyChargesReadout,
@@ -61,7 +61,13 @@ class FixedPointModel(torch.nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        torch.manual_seed(config.seed)
+        # e3nn creates its coupling constants in the default dtype at construction: build in float64
+        # so a float64 model is exactly equivariant (casting a float32 build up leaves ~1e-8 errors).
+        with default_dtype(torch.float64), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self._build(config)
+
+    def _build(self, config: ModelConfig) -> None:
         species = list(config.atomic_numbers)
         table = torch.full((119,), -1, dtype=torch.long)
         table[torch.tensor(species)] = torch.arange(len(species))
@@ -93,7 +99,7 @@ class FixedPointModel(torch.nn.Module):
         self.local_higher = (
             IrrepsReadout(node_irreps, multipole_irreps(self.local_l)[1:]) if self.local_l >= 1 else None
         )
-        energies = torch.zeros(len(species), dtype=torch.get_default_dtype())
+        energies = torch.zeros(len(species))
         if isinstance(config.atomic_energies, dict):
             for z, e in config.atomic_energies.items():
                 energies[species.index(int(z))] = float(e)
@@ -396,5 +402,6 @@ class FixedPointModel(torch.nn.Module):
 
 
 def build_model(atomic_numbers: Any, **hyperparameters: Any) -> FixedPointModel:
-    """A :class:`FixedPointModel` with random, seeded weights. Unknown options are a clear error."""
+    """A :class:`FixedPointModel` with random, seeded weights (float64; cast with ``.float()`` or
+    ``.to(device)``). Unknown options are a clear error listing the valid ones."""
     return FixedPointModel(make_config(atomic_numbers, **hyperparameters))

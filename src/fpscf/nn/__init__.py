@@ -20,7 +20,6 @@ from .readout import IrrepsReadout, ScalarReadout
 __all__ = [
     "BesselBasis",
     "ChannelwiseProduct",
-    "SphericalConvolution",
     "EncoderConfig",
     "EquivariantEncoder",
     "InteractionBlock",
@@ -32,6 +31,7 @@ __all__ = [
     "RadialEmbedding",
     "ScalarReadout",
     "ScaledSiLU",
+    "SphericalConvolution",
     "default_dtype",
     "message_irreps",
     "natural_irreps",
