@@ -70,6 +70,19 @@ def test_forces_are_minus_gradient_of_converged_energy(update, periodic, constan
     assert np.abs(forces - fd).max() < 1e-5 * np.abs(fd).max()
 
 
+def test_forces_without_field_and_with_ewald_split_match_finite_differences():
+    model = small_model("mlp", ewald_split_width=1.5)
+    atoms = water(periodic=True)
+    forces = evaluate(model, atoms, compute_forces=True)["forces"].detach().numpy()
+    h = 1e-4
+    for i, a in [(0, 0), (1, 2), (2, 1)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[i, a] += h
+        minus.positions[i, a] -= h
+        fd = -(energy_of(model, plus) - energy_of(model, minus)) / (2 * h)
+        assert forces[i, a] == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
 @pytest.mark.parametrize("update", list(UPDATES))
 def test_stress_is_strain_derivative_of_converged_energy(update):
     model = small_model(update)

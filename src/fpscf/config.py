@@ -42,6 +42,7 @@ class ModelConfig:
     kspace_cutoff_factor: float = 7.0
     electrostatic_pbc_method: str = "auto"
     electrostatics_backend: str = "torch"
+    ewald_split_width: Any = None
     include_electrostatic_self_interaction: bool = False
     field_feature_max_l: int = 1
     field_feature_widths: tuple[float, ...] = (1.0, 2.0)

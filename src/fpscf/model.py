@@ -120,6 +120,7 @@ class FixedPointModel(torch.nn.Module):
                 include_self_interaction=config.include_electrostatic_self_interaction,
                 include_field_self_interaction=config.include_field_si,
                 backend=config.electrostatics_backend,
+                ewald_split_width=config.ewald_split_width,
             )
         )
         widths = len(config.field_feature_widths)
