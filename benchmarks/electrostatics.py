@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/electrostatics.py [--sizes 100 1000 10000] [--max-nk 5e7]
 Prints one row per (variant, size) and the scaling exponent per variant: ``torch`` (pure-torch
-direct k-sum, exportable), ``torch+ewald`` (the same with the Ewald split, a = 2.5 Å) and
+direct k-sum, exportable), ``torch+ewald`` (the same with the Ewald split, a = 2 Å) and
 ``nvalchemi`` (Warp direct-k feature kernels). Direct k-sums cost O(N·K) = O(N²) at fixed density;
 sizes with N·K above --max-nk are skipped.
 """
@@ -24,7 +24,7 @@ from fpscf.electrostatics.reciprocal import half_space_miller_indices  # noqa: E
 
 VARIANTS = {
     "torch": dict(backend="torch"),
-    "torch+ewald": dict(backend="torch", ewald_split_width=2.5),
+    "torch+ewald": dict(backend="torch", ewald_split_width=2.0),
     "nvalchemi": dict(backend="nvalchemi"),
 }
 

@@ -333,14 +333,17 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
         n_atoms = multipoles.shape[0]
         width = (self.config.max_l + 1) ** 2
         total = multipoles.new_zeros(n_atoms, self.num_channels, width)
-        if geometry.pairs is not None:
+        # Real-space pair sums: all pairs of open structures, short-range pairs of Ewald-split ones.
+        pair_geometries = [g for g in (geometry.pairs, geometry.short_range) if g is not None]
+        if pair_geometries:
             charges, dipoles, quadrupoles = split_multipoles(
                 multipoles, self.quadrupole_matrices.to(multipoles.dtype)
             )
-            v0, v1, v2 = pair_potential_derivatives(
-                geometry.pairs, charges, dipoles, quadrupoles, self.config.max_l, n_atoms
-            )
-            total = total + self._to_features(v0, v1, v2)
+            for pair_geometry in pair_geometries:
+                v0, v1, v2 = pair_potential_derivatives(
+                    pair_geometry, charges, dipoles, quadrupoles, self.config.max_l, n_atoms
+                )
+                total = total + self._to_features(v0, v1, v2)
         self_part = self.self_potential(multipoles)
         # Reciprocal sums contain the self term; pair sums do not.
         periodic_atoms = torch.zeros(n_atoms, dtype=torch.bool, device=multipoles.device)
@@ -381,19 +384,8 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
                     self.config.coulomb_constant,
                 )
             pieces.append((start, stop, features))
-        if pieces:
-            for start, stop, feats in pieces:
-                total = total + torch.nn.functional.pad(
-                    feats, (0, 0, 0, 0, start, n_atoms - stop)
-                )
-        if geometry.short_range is not None:
-            charges, dipoles, quadrupoles = split_multipoles(
-                multipoles, self.quadrupole_matrices.to(multipoles.dtype)
-            )
-            v0, v1, v2 = pair_potential_derivatives(
-                geometry.short_range, charges, dipoles, quadrupoles, self.config.max_l, n_atoms
-            )
-            total = total + self._to_features(v0, v1, v2)
+        for start, stop, feats in pieces:
+            total = total + torch.nn.functional.pad(feats, (0, 0, 0, 0, start, n_atoms - stop))
         keep_self = torch.tensor(
             [self.config.include_self_interaction]
             + [self.config.include_field_self_interaction] * (self.num_channels - 1),

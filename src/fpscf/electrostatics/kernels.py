@@ -17,36 +17,44 @@ _SERIES_THRESHOLD = 1.0
 _SERIES_TERMS = 30
 
 
+def _boys_series(x: torch.Tensor, max_order: int) -> torch.Tensor:
+    """Taylor series ``F_n(x) = Σ_j (−x)^j / (j! (2j + 2n + 1))`` (accurate for x < 1), (..., n+1)."""
+    orders = []
+    for n in range(max_order + 1):
+        total = torch.zeros_like(x)
+        power = torch.ones_like(x)
+        for j in range(_SERIES_TERMS):
+            total = total + power / (2 * j + 2 * n + 1)
+            power = power * (-x) / (j + 1)
+        orders.append(total)
+    return torch.stack(orders, dim=-1)
+
+
+def _boys_recursion(x: torch.Tensor, max_order: int) -> torch.Tensor:
+    """``F_0 = √π erf(√x)/(2√x)``, ``F_n = ((2n−1) F_{n−1} − e^{−x})/(2x)`` (stable for x ≥ 1)."""
+    sqrt_x = torch.sqrt(x)
+    exp_x = torch.exp(-x)
+    orders = [0.5 * math.sqrt(math.pi) * torch.erf(sqrt_x) / sqrt_x]
+    for n in range(1, max_order + 1):
+        orders.append(((2 * n - 1) * orders[-1] - exp_x) / (2.0 * x))
+    return torch.stack(orders, dim=-1)
+
+
 def boys_function(x: torch.Tensor, max_order: int) -> torch.Tensor:
     """Boys functions ``F_n(x) = ∫_0^1 t^{2n} exp(−x t²) dt`` for n = 0..max_order.
 
-    x: (...) ≥ 0. Returns (..., max_order + 1). Taylor series below x = 1, upward recursion above
-    (stable there for the low orders used here); both branches are evaluated on safe inputs so
-    gradients never see a NaN.
+    x: (...) ≥ 0. Returns (..., max_order + 1). Upward recursion for x ≥ 1, Taylor series below,
+    the series evaluated only on the entries that need it. Both branches see safe inputs, so
+    gradients (of any order) are finite everywhere, including x = 0.
     """
     small = x < _SERIES_THRESHOLD
-    x_small = torch.where(small, x, torch.zeros_like(x))
-    x_large = torch.where(small, torch.ones_like(x), x)
-
-    # Series: F_n(x) = Σ_j (−x)^j / (j! (2j + 2n + 1)).
-    series = []
-    for n in range(max_order + 1):
-        total = torch.zeros_like(x_small)
-        power = torch.ones_like(x_small)
-        for j in range(_SERIES_TERMS):
-            total = total + power / (2 * j + 2 * n + 1)
-            power = power * (-x_small) / (j + 1)
-        series.append(total)
-
-    sqrt_x = torch.sqrt(x_large)
-    exp_x = torch.exp(-x_large)
-    recursion = [0.5 * math.sqrt(math.pi) * torch.erf(sqrt_x) / sqrt_x]
-    for n in range(1, max_order + 1):
-        recursion.append(((2 * n - 1) * recursion[-1] - exp_x) / (2.0 * x_large))
-
-    return torch.stack(
-        [torch.where(small, s, r) for s, r in zip(series, recursion)], dim=-1
-    )
+    result = _boys_recursion(torch.where(small, torch.ones_like(x), x), max_order)
+    if bool(small.any()):
+        flat_small = small.reshape(-1)
+        index = flat_small.nonzero().squeeze(-1)
+        series = _boys_series(x.reshape(-1)[index], max_order)
+        result = result.reshape(-1, max_order + 1).index_copy(0, index, series).reshape(result.shape)
+    return result
 
 
 def smeared_coulomb_radial_functions(
