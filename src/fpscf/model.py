@@ -263,7 +263,7 @@ class FixedPointModel(torch.nn.Module):
         size_f = (lf + 1) ** 2
         external = applied_field_features(graph_positions, field, self.electrostatics.config.max_l)
         total_charge = graph.total_charge.to(positions.dtype)
-        constant_mu = fermi_level if fermi_level is not None else graph.labels.get("fermi_level_input")
+        constant_mu = fermi_level
 
         def base_features(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             hartree = self.electrostatics.potential(geometry, p)
