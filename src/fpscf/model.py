@@ -226,9 +226,7 @@ class FixedPointModel(torch.nn.Module):
             cell = cell + torch.einsum("bki,bij->bkj", cell, sym)
         if compute_forces and not positions.requires_grad:
             positions = positions.detach().requires_grad_(True)
-            graph_positions = positions
-        else:
-            graph_positions = positions
+        graph_positions = positions
 
         vectors = edge_vectors(graph, graph_positions, cell)
         species = self.species_index(graph.atomic_numbers)
@@ -241,14 +239,14 @@ class FixedPointModel(torch.nn.Module):
         update_edges = (edge_sh, edge_radial, graph.edge_index)
         readout_edges = (edge_radial, graph.edge_index)
 
-        scale = self.density_scaling.to(positions.dtype)[species]
-        local = positions.new_zeros(positions.shape[0], self.num_coefficients)
-        local_q = self.local_charges(node_scalars).squeeze(-1) * scale
-        pieces = [local_q[:, None]]
+        # Local density: charges from invariants, higher multipoles (l ≤ max_L) from the irreps;
+        # multipoles the encoder cannot produce start at zero and come from the field response.
+        scale = self.density_scaling.to(positions.dtype)[species][:, None]
+        pieces = [self.local_charges(node_scalars)]
         if self.local_higher is not None:
-            pieces.append(self.local_higher(node_feats) * scale[:, None])
-        local_part = torch.cat(pieces, dim=-1)
-        local = torch.cat([local_part, local[:, local_part.shape[1] :]], dim=-1)
+            pieces.append(self.local_higher(node_feats))
+        local = torch.cat(pieces, dim=-1) * scale
+        local = torch.nn.functional.pad(local, (0, self.num_coefficients - local.shape[1]))
 
         boundary = [
             resolve_boundary([bool(v) for v in graph.pbc[b].tolist()], self.config.electrostatic_pbc_method, b)
