@@ -230,12 +230,12 @@ class FixedPointModel(torch.nn.Module):
 
         vectors = edge_vectors(graph, graph_positions, cell)
         species = self.species_index(graph.atomic_numbers)
-        layers = self.encoder(species, vectors, graph.edge_index)
+        edge_sh, edge_radial = self.encoder.edge_embedding(vectors)
+        layers = self.encoder.forward_embedded(species, edge_sh, edge_radial, graph.edge_index)
         node_feats = layers[-1]
         node_scalars = torch.cat(
             [x[:, : ir.count("0e")] for x, ir in zip(layers, self.encoder.irreps_out)], dim=-1
         )
-        edge_sh, edge_radial = self.encoder.edge_embedding(vectors)
         update_edges = (edge_sh, edge_radial, graph.edge_index)
         readout_edges = (edge_radial, graph.edge_index)
 
@@ -261,7 +261,6 @@ class FixedPointModel(torch.nn.Module):
         size_f = (lf + 1) ** 2
         external = applied_field_features(graph_positions, field, self.electrostatics.config.max_l)
         total_charge = graph.total_charge.to(positions.dtype)
-        constant_mu = fermi_level
 
         def base_features(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             hartree = self.electrostatics.potential(geometry, p)
@@ -279,9 +278,8 @@ class FixedPointModel(torch.nn.Module):
             """Newton on Σq(μ) = Q per structure; derivatives by autograd (exact)."""
             for _ in range(steps):
                 with torch.enable_grad():
-                    mu_var = mu if keep_graph else mu.detach().requires_grad_(True)
-                    if keep_graph and not mu_var.requires_grad:
-                        mu_var = mu_var.clone().requires_grad_(True)
+                    # Keep μ's graph (to θ) only when asked; otherwise start each step from a leaf.
+                    mu_var = mu if keep_graph and mu.requires_grad else mu.detach().requires_grad_(True)
                     q = response(base if keep_graph else base.detach(), mu_var)[:, 0]
                     charge = q.new_zeros(n_graphs).index_add(0, batch, q) - total_charge
                     (slope,) = torch.autograd.grad(charge.sum(), mu_var, create_graph=keep_graph)
@@ -296,13 +294,9 @@ class FixedPointModel(torch.nn.Module):
                 mu = mu0
             return response(base, mu), mu
 
-        if constant_charge:
-            mu0 = initial_fermi_level if initial_fermi_level is not None else positions.new_zeros(n_graphs)
-        else:
-            if constant_mu is None:
-                constant_mu = positions.new_zeros(n_graphs)
-            mu0 = constant_mu.to(positions.dtype)
-        mu0 = mu0.detach()
+        # Constant charge: μ starts from the warm-start value and is solved; otherwise it is fixed.
+        start_mu = initial_fermi_level if constant_charge else fermi_level
+        mu0 = (start_mu if start_mu is not None else positions.new_zeros(n_graphs)).to(positions.dtype).detach()
         p0 = (initial_multipoles if initial_multipoles is not None else local).detach()
 
         state = {"mu": mu0}

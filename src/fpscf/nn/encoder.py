@@ -78,6 +78,12 @@ class EquivariantEncoder(torch.nn.Module):
             "edge_index must be (2, E) and edge_vectors (E, 3)"
         )
         edge_sh, edge_radial = self.edge_embedding(edge_vectors)
+        return self.forward_embedded(species_index, edge_sh, edge_radial, edge_index)
+
+    def forward_embedded(
+        self, species_index: Tensor, edge_sh: Tensor, edge_radial: Tensor, edge_index: Tensor
+    ) -> List[Tensor]:
+        """Same as ``forward`` from a precomputed :meth:`edge_embedding`, for callers that reuse it."""
         node_feats = self.embed_species(species_index)
         outputs: List[Tensor] = []
         for block in self.interactions:
