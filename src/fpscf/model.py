@@ -24,7 +24,8 @@ from fpscf.electrostatics.gaussian_multipoles import (
 )
 from fpscf.electrostatics.multipoles import multipole_irreps, num_multipole_coefficients
 from fpscf.nn import MLP, EncoderConfig, default_dtype, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
-from fpscf.scf.implicit import attach_implicit_gradient
+from fpscf.scf.implicit import implicit_fixed_point
+from fpscf.tensor_tree import split_differentiable
 from fpscf.scf.readouts import (
     ManyBodyChargesReadout,
     NullFieldReadout,
@@ -206,9 +207,14 @@ class FixedPointModel(torch.nn.Module):
         self_consistent: bool = True,
     ) -> dict[str, Any]:
         """Energy (B,) eV, per-atom energies, multipoles, Fermi level (B,) V, the density dipole
-        ``Σ(q r + d)`` (B,3) e·Å, and on request forces (N,3) eV/Å, stress (B,3,3) eV/Å³ (ASE sign)
-        and the dipole ``D = −∂E/∂ε`` (B,3) e·Å (exact, through the fixed point; equal to the
+        ``Σ(q r + d)`` (B,3) e·Å, and on request forces (N,3) eV/Å, virial ``W = −∂E/∂η`` (B,3,3) eV
+        and stress ``−W/Ω`` (B,3,3) eV/Å³ (ASE sign; NaN without a cell volume), and the dipole
+        ``D = −∂E/∂ε`` (B,3) e·Å (exact, through the fixed point; equal to the
         density dipole for a variational model, see StrictQuadraticFieldEnergyReadout).
+
+        ``differentiable_inputs`` holds the positions (N,3), strain (B,3,3) and field (B,3) tensors the
+        energy was built from; with ``create_graph=True`` the outputs can be differentiated again
+        with respect to them (:mod:`fpscf.calculators.response`).
 
         self_consistent=False evaluates the same model with the density fixed at the local guess
         (no field response), used to measure the cost of the SCF.
@@ -274,25 +280,16 @@ class FixedPointModel(torch.nn.Module):
         def response(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
             return local + self.update(node_scalars, node_feats, shifted(base, mu), update_edges)
 
-        def solve_mu(base: torch.Tensor, mu: torch.Tensor, steps: int, keep_graph: bool) -> torch.Tensor:
-            """Newton on Σq(μ) = Q per structure; derivatives by autograd (exact)."""
-            for _ in range(steps):
+        def solve_mu(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+            """Newton steps on Σq(μ) = Q per structure (values only; derivatives are implicit)."""
+            for _ in range(FERMI_NEWTON_STEPS):
                 with torch.enable_grad():
-                    # Keep μ's graph (to θ) only when asked; otherwise start each step from a leaf.
-                    mu_var = mu if keep_graph and mu.requires_grad else mu.detach().requires_grad_(True)
-                    q = response(base if keep_graph else base.detach(), mu_var)[:, 0]
+                    mu_var = mu.detach().requires_grad_(True)
+                    q = response(base.detach(), mu_var)[:, 0]
                     charge = q.new_zeros(n_graphs).index_add(0, batch, q) - total_charge
-                    (slope,) = torch.autograd.grad(charge.sum(), mu_var, create_graph=keep_graph)
-                mu = mu_var - charge / slope
+                    (slope,) = torch.autograd.grad(charge.sum(), mu_var)
+                mu = (mu_var - charge / slope).detach()
             return mu
-
-        def fixed_point_map(p: torch.Tensor, mu0: torch.Tensor, steps: int, keep_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
-            _, base = base_features(p)
-            if constant_charge:
-                mu = solve_mu(base, mu0, steps, keep_graph)
-            else:
-                mu = mu0
-            return response(base, mu), mu
 
         # Constant charge: μ starts from the warm-start value and is solved; otherwise it is fixed.
         start_mu = initial_fermi_level if constant_charge else fermi_level
@@ -303,9 +300,10 @@ class FixedPointModel(torch.nn.Module):
         steps, history = 0, []
         if self_consistent:
             def scf_update(p: torch.Tensor) -> torch.Tensor:
-                new_p, mu = fixed_point_map(p, state["mu"], FERMI_NEWTON_STEPS, keep_graph=False)
-                state["mu"] = mu.detach()
-                return new_p.detach()
+                _, base = base_features(p)
+                mu = solve_mu(base, state["mu"]) if constant_charge else state["mu"]
+                state["mu"] = mu
+                return response(base, mu).detach()
 
             def charge_error(p: torch.Tensor) -> float:
                 if not constant_charge:
@@ -316,21 +314,11 @@ class FixedPointModel(torch.nn.Module):
             result = solve_fixed_point(scf_update, p0, settings, charge_error)
             steps, history = result.steps, result.residual_history
             mu_star = state["mu"]
-
-            def implicit_map(p: torch.Tensor) -> torch.Tensor:
-                return fixed_point_map(p, mu_star, FERMI_NEWTON_STEPS, keep_graph=True)[0]
-
-            adjoint = SCFSettings(
-                tolerance=1e-12,
-                max_steps=settings.max_steps * 2,
-                mixing=settings.mixing,
-                mixing_parameter=settings.mixing_parameter,
-                history=settings.history,
-                on_failure=settings.on_failure,
+            multipoles, mu = self._attach_implicit(
+                result.solution, mu_star, constant_charge, total_charge, batch, n_graphs,
+                (local, node_scalars, node_feats, update_edges, geometry, external),
             )
-            multipoles = attach_implicit_gradient(implicit_map, result.solution, adjoint)
             hartree, base = base_features(multipoles)
-            mu = solve_mu(base, mu_star, FERMI_NEWTON_STEPS, keep_graph=True) if constant_charge else mu_star
         else:
             multipoles, mu = local, mu0
             hartree, base = base_features(multipoles)
@@ -382,9 +370,76 @@ class FixedPointModel(torch.nn.Module):
                 out["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(graph_positions)
             if compute_stress:
                 g = grads[-1] if grads[-1] is not None else torch.zeros_like(strain)
-                volume = torch.abs(torch.linalg.det(graph.cell)).clamp_min(1e-30)
-                out["stress"] = g / volume[:, None, None]
+                out["virial"] = -g
+                volume = torch.abs(torch.linalg.det(graph.cell))
+                # Stress only where the cell has a volume (periodic); NaN for molecules.
+                out["stress"] = g / torch.where(volume > 1e-12, volume, torch.nan)[:, None, None]
+        out["differentiable_inputs"] = {"positions": graph_positions, "strain": strain, "field": field_input}
         return out
+
+    def _attach_implicit(
+        self,
+        p_star: torch.Tensor,
+        mu_star: torch.Tensor,
+        constant_charge: bool,
+        total_charge: torch.Tensor,
+        batch: torch.Tensor,
+        n_graphs: int,
+        context: tuple[Any, ...],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The converged (p*, μ*) as a differentiable function of everything the SCF map reads.
+
+        The implicit variable is ``x = (p, μ)`` for constant charge, with the charge condition as
+        the fixed-point map ``μ ← μ − (Σq(G(p, μ)) − Q)/s`` (s = ∂Σq/∂μ at the solution, a constant):
+        its fixed point is the constrained solution, so derivatives of every order are exact.
+        In grand-canonical mode x = p and μ is an input.
+        """
+        size_f = (self.config.field_feature_max_l + 1) ** 2
+        n_atoms, n_coeff = p_star.shape
+        names = [name for name, _ in self.update.named_parameters()]
+        values = [value for _, value in self.update.named_parameters()]
+        context_tensors, rebuild = split_differentiable((context, total_charge, mu_star))
+
+        def unpack(x: torch.Tensor, mu_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            p = x[: n_atoms * n_coeff].reshape(n_atoms, n_coeff)
+            return p, (x[n_atoms * n_coeff :] if constant_charge else mu_fixed)
+
+        def density_map(p: torch.Tensor, mu: torch.Tensor, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            (local, scalars, feats, edges, geometry, external), _, _ = rebuild(tensors[: len(context_tensors)])
+            params = dict(zip(names, tensors[len(context_tensors) :]))
+            base = self.electrostatics.potential(geometry, p)[:, 1:, :size_f] + external[:, :, :size_f]
+            shift = torch.zeros_like(base)
+            shift[..., 0] = mu[batch][:, None]
+            features = self._normalise(base + shift)
+            return local + torch.func.functional_call(self.update, params, (scalars, feats, features, edges))
+
+        def charge_error(p_new: torch.Tensor, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            _, q_total, _ = rebuild(tensors[: len(context_tensors)])
+            return p_new.new_zeros(n_graphs).index_add(0, batch, p_new[:, 0]) - q_total.to(p_new.dtype)
+
+        def fixed_point_map(x: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+            _, _, mu_fixed = rebuild(tensors[: len(context_tensors)])
+            p, mu = unpack(x, mu_fixed)
+            p_new = density_map(p, mu, tensors)
+            if not constant_charge:
+                return p_new.reshape(-1)
+            return torch.cat([p_new.reshape(-1), mu - charge_error(p_new, tensors) / slope])
+
+        inputs = [*context_tensors, *values]
+        slope = torch.ones_like(mu_star)
+        if constant_charge:
+            with torch.enable_grad():
+                mu_var = mu_star.detach().requires_grad_(True)
+                detached = tuple(t.detach() for t in inputs)
+                charge = charge_error(density_map(p_star.detach(), mu_var, detached), detached)
+                (slope,) = torch.autograd.grad(charge.sum(), mu_var)
+            slope = slope.detach()
+            x_star = torch.cat([p_star.detach().reshape(-1), mu_star.detach()])
+        else:
+            x_star = p_star.detach().reshape(-1)
+        x = implicit_fixed_point(fixed_point_map, x_star, inputs)
+        _, _, mu_fixed = rebuild(context_tensors)
+        return unpack(x, mu_fixed)
 
     # ------------------------------------------------------------------ io
     def save(self, path: str) -> None:
