@@ -8,12 +8,29 @@ from typing import Any
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from fpscf.data import atoms_to_graph
+from fpscf.calculators.response import (
+    dielectric_tensor,
+    enforce_acoustic_sum_rule,
+    evaluate_response,
+    polarization_branch,
+)
 from fpscf.data.labels import KeyMap
 from fpscf.scf.settings import SCFSettings
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+# Which derivative pass (fpscf.calculators.response) each ASE property needs.
+RESPONSE_NEEDED = {
+    "polarizability": "polarizability",
+    "dielectric_tensor": "polarizability",
+    "born_effective_charges": "born_effective_charges",
+    "raman_tensors": "raman_tensors",
+    "virials": "virials",
+    "stresses": "virials",
+}
+PERIODIC_ONLY = ("stress", "stresses", "dielectric_tensor", "polarization", "polarization_quantum")
 
 
 class FixedPointCalculator(Calculator):
@@ -28,11 +45,29 @@ class FixedPointCalculator(Calculator):
     calculator's ``electric_field`` and ``total_charge`` per structure. The density of the last
     call is reused as the starting guess when the number and species of atoms are unchanged
     (MD, phonon displacements). ``results['scf_steps']`` reports the iterations used.
+
+    Response properties (exact derivatives through the converged SCF, DESIGN.md section 1; each is
+    computed only when asked for, see :mod:`fpscf.calculators.response`):
+
+    - ``polarizability`` α = −∂²E/∂ε∂ε (3,3) e·Å²/V; ``dielectric_tensor`` ε∞ = 1 + α/(ε0 Ω)
+      (periodic cells only)
+    - ``born_effective_charges`` Z*_{I,ab} = ∂F_{I,b}/∂ε_a (N,3,3) e. ``Σ_I Z*_I = Q·1`` holds to the
+      solver tolerance; ``acoustic_sum_rule=True`` enforces it exactly by subtracting the residual
+      sum evenly from every atom (and the same for the Raman tensors, whose sum over atoms is zero).
+    - ``raman_tensors`` ∂α_ab/∂R_{I,c} (N,3,3,3) e·Å/V, indexed [I, c, a, b]
+    - ``polarization`` D/Ω (3,) e/Å² on the branch nearest zero, with ``polarization_quantum``
+      (3,3) e/Å², rows e·a_j/Ω (periodic cells only); ``dipole`` for molecules and cells alike
+    - ``virials`` W_I = −∂E_I/∂η (N,3,3) eV, summing to the global virial −stress·Ω; ``stresses``
+      −W_I/Ω in ASE's Voigt order (N,6) eV/Å³, summing to ``stress`` (periodic cells only)
+
+    Ask for several at once with :meth:`get_properties` (or ``calculate(atoms, [...])``) to share
+    one SCF and one set of derivative passes.
     """
 
     implemented_properties = [
         "energy", "free_energy", "forces", "stress", "energies", "dipole", "charges",
-        "atomic_multipoles", "fermi_level",
+        "atomic_multipoles", "fermi_level", "polarizability", "dielectric_tensor", "polarization",
+        "polarization_quantum", "born_effective_charges", "raman_tensors", "virials", "stresses",
     ]
     default_parameters: dict[str, Any] = {}
 
@@ -50,6 +85,7 @@ class FixedPointCalculator(Calculator):
         mixing: str = "anderson",
         mixing_parameter: float = 0.5,
         on_scf_failure: str = "raise",
+        acoustic_sum_rule: bool = False,
         verbose: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -74,6 +110,7 @@ class FixedPointCalculator(Calculator):
             on_failure=on_scf_failure,
             verbose=verbose,
         )
+        self.acoustic_sum_rule = acoustic_sum_rule
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod
@@ -89,9 +126,34 @@ class FixedPointCalculator(Calculator):
             raise ValueError("FixedPointCalculator needs model=<FixedPointModel or path to a model file>")
         raise TypeError(f"model must be a FixedPointModel or a path, got {type(model).__name__}")
 
+    def get_properties(self, names: list[str], atoms: Any = None) -> dict[str, Any]:
+        """Several properties from one SCF and one set of derivative passes, e.g.
+        ``calc.get_properties(["polarizability", "born_effective_charges", "raman_tensors"], atoms)``."""
+        for name in names:
+            if name not in self.implemented_properties:
+                raise ValueError(f"unknown property {name!r}; available: {self.implemented_properties}")
+        atoms = atoms if atoms is not None else self.atoms
+        if atoms is None:
+            raise ValueError("get_properties needs atoms (none were given and none are attached)")
+        changes = self.check_state(atoms)
+        if changes:
+            self.reset()
+        missing = [name for name in names if name not in self.results]
+        if missing:
+            self.calculate(atoms, missing, changes)
+        return {name: self.results[name] for name in names}
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # noqa: ANN001
+        previous = {} if system_changes else dict(self.results)
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        periodic = bool(atoms.pbc.all())
+        for name in properties:
+            if name in PERIODIC_ONLY and not periodic:
+                raise ValueError(
+                    f"{name!r} is defined for periodic cells only (atoms.pbc is {atoms.pbc.tolist()}); "
+                    "for a molecule use 'dipole', 'polarizability' or 'virials'"
+                )
         info = dict(atoms.info)
         info.setdefault("external_field", self.electric_field.tolist())
         if self.total_charge is not None:
@@ -102,7 +164,6 @@ class FixedPointCalculator(Calculator):
         graph = atoms_to_graph(
             probe, self.model.config.r_max, key_map=KeyMap.inputs_only(), species=self.model.atomic_numbers
         ).to(device=self.device, dtype=self.dtype)
-        periodic = bool(atoms.pbc.any())
         key = tuple(int(z) for z in atoms.numbers)
         initial_p = initial_mu = None
         if self._warm is not None and self._warm[0] == key:
@@ -111,21 +172,24 @@ class FixedPointCalculator(Calculator):
         if not self.constant_charge:
             value = info.get("fermi_level", self.fixed_fermi_level if self.fixed_fermi_level is not None else 0.0)
             fermi = torch.tensor([float(value)], dtype=self.dtype, device=self.device)
-        out = self.model(
+        needed = {RESPONSE_NEEDED[name] for name in properties if name in RESPONSE_NEEDED}
+        out = evaluate_response(
+            self.model,
             graph,
+            needed,
             constant_charge=self.constant_charge,
             fermi_level=fermi,
             initial_multipoles=initial_p,
             initial_fermi_level=initial_mu,
             settings=self.settings,
-            compute_forces=True,
-            compute_stress=periodic and bool(atoms.pbc.all()),
-            compute_dipole=True,
         )
         self._warm = (key, out["multipoles"].detach(), out["fermi_level"].detach())
+        self.results = {**previous, **self._results(out, graph, atoms, periodic)}
+
+    def _results(self, out: dict[str, Any], graph: Any, atoms: Any, periodic: bool) -> dict[str, Any]:
         to_np = lambda t: t.detach().cpu().numpy()  # noqa: E731
         energy = float(out["energy"][0].detach())
-        self.results = {
+        results: dict[str, Any] = {
             "energy": energy,
             "free_energy": energy,
             "forces": to_np(out["forces"]),
@@ -136,8 +200,32 @@ class FixedPointCalculator(Calculator):
             "atomic_multipoles": to_np(out["multipoles"]),
             "fermi_level": float(out["fermi_level"][0].detach()),
             "scf_steps": int(out["scf_steps"]),
+            "virial": to_np(out["virial"][0]),
         }
-        if "stress" in out:
-            from ase.stress import full_3x3_to_voigt_6_stress
-
-            self.results["stress"] = full_3x3_to_voigt_6_stress(to_np(out["stress"][0]))
+        volume = float(abs(np.linalg.det(atoms.cell.array))) if periodic else None
+        if periodic:
+            results["stress"] = full_3x3_to_voigt_6_stress(to_np(out["stress"][0]))
+            polarization, quantum = polarization_branch(out["dipole"][0].detach(), graph.cell[0])
+            results["polarization"] = to_np(polarization)
+            results["polarization_quantum"] = to_np(quantum)
+        if "polarizability" in out:
+            alpha = out["polarizability"][0].detach()
+            results["polarizability"] = to_np(alpha)
+            if periodic:
+                results["dielectric_tensor"] = to_np(dielectric_tensor(alpha[None], graph.cell.new_tensor([volume]))[0])
+        if "born_effective_charges" in out:
+            born = out["born_effective_charges"].detach()
+            if self.acoustic_sum_rule:
+                born = enforce_acoustic_sum_rule(born, graph.batch, graph.total_charge)
+            results["born_effective_charges"] = to_np(born)
+        if "raman_tensors" in out:
+            raman = out["raman_tensors"].detach()
+            if self.acoustic_sum_rule:
+                raman = raman - raman.mean(dim=0, keepdim=True)
+            results["raman_tensors"] = to_np(raman)
+        if "virials" in out:
+            virials = to_np(out["virials"])
+            results["virials"] = virials
+            if periodic:
+                results["stresses"] = full_3x3_to_voigt_6_stress(-virials / volume)
+        return results

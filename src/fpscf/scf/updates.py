@@ -107,8 +107,9 @@ class OneBodyVariableUpdate(torch.nn.Module):
 
 class ManyBodyUpdate(torch.nn.Module):
     """Many-body update: field features are embedded into the node features, one interaction
-    block is rerun over the same edges, and an equivariant readout gives the update; it is
-    added to the one-body affine response so a new model starts close to linear response.
+    block is rerun over the same edges, and an equivariant readout gives the update (each l block
+    softly bounded by its norm, which keeps it equivariant); it is added to the one-body affine
+    response so a new model starts close to linear response.
     """
 
     def __init__(
@@ -140,7 +141,14 @@ class ManyBodyUpdate(torch.nn.Module):
         flat = _flatten_features(features)
         hidden = node_feats + self.field_embedding(flat)
         hidden = self.interaction(hidden, edge_sh, edge_radial, edge_index)
-        return one_body + self.scale * torch.tanh(self.readout(hidden))
+        return one_body + self.scale * _bounded(self.readout(hidden))
+
+
+def _bounded(multipoles: torch.Tensor) -> torch.Tensor:
+    """Equivariant soft bound of each l block: ``x_l / sqrt(1 + |x_l|²)`` (N, (l_max+1)²)."""
+    max_l = int(round(multipoles.shape[-1] ** 0.5)) - 1
+    blocks = [multipoles[:, _l_slice(l)] for l in range(max_l + 1)]
+    return torch.cat([x * torch.rsqrt(1.0 + (x * x).sum(-1, keepdim=True)) for x in blocks], dim=-1)
 
 
 def _flatten_features(features: torch.Tensor) -> torch.Tensor:
