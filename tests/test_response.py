@@ -199,3 +199,31 @@ def test_polarization_branch_is_the_lattice_point_nearest_zero():
         polarization, quantum = polarization_branch(dipole, cell)
         assert torch.allclose(polarization, small, atol=1e-12)
         assert torch.allclose(quantum, cell / volume)
+
+
+def test_polarizability_of_linear_model_equals_closed_form_linear_response():
+    """Affine update: dp/dε from one dense bordered solve [[I − J, −∂G/∂μ], [Σq, 0]] — no implicit
+    layer, no finite differences of the SCF — gives α_ab = Σ_i (r_i,b ∂q_i/∂ε_a + ∂d_i,b/∂ε_a)."""
+    model, atoms = small_model("linear"), water(periodic=False)
+    graph = atoms_to_graph(atoms, model.config.r_max, species=model.atomic_numbers)
+    out = model(graph, settings=TIGHT)
+    p, mu, scf_map = out["multipoles"].detach(), out["fermi_level"].detach(), out["scf_map"]
+    n, k = p.shape
+    jacobian = torch.autograd.functional.jacobian(lambda x: scf_map(x.reshape(n, k), mu).reshape(-1), p.reshape(-1))
+    d_mu = torch.autograd.functional.jacobian(lambda m: scf_map(p, m).reshape(-1), mu)
+    charge_rows = torch.zeros(1, n * k, dtype=p.dtype)
+    charge_rows[0, ::k] = 1.0
+    bordered = torch.cat(
+        [torch.cat([torch.eye(n * k, dtype=p.dtype) - jacobian, -d_mu], 1), torch.cat([charge_rows, torch.zeros(1, 1, dtype=p.dtype)], 1)]
+    )
+    positions = torch.tensor(atoms.positions)
+    alpha = torch.zeros(3, 3, dtype=p.dtype)
+    for a in range(3):
+        shifted = atoms.copy()
+        shifted.info["external_field"] = list(np.array(FIELD) + 0.1 * np.eye(3)[a])
+        shifted_map = model(atoms_to_graph(shifted, model.config.r_max, species=model.atomic_numbers), settings=TIGHT)["scf_map"]
+        d_field = ((shifted_map(p, mu) - scf_map(p, mu)) / 0.1).detach().reshape(-1)  # exact: G is affine in ε
+        d_p = torch.linalg.solve(bordered, torch.cat([d_field, torch.zeros(1, dtype=p.dtype)]))[:-1].reshape(n, k)
+        alpha[a] = (d_p[:, :1] * positions + d_p[:, 1:4]).sum(0)
+    analytic = response(model, atoms, ["polarizability"])["polarizability"][0]
+    assert np.abs(analytic - alpha.numpy()).max() < 1e-9 * np.abs(analytic).max()

@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | version``. Later issues add train, eval, spectra, export, data."""
+"""Command line: ``fpscf demo | train | version``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,20 @@ def _water_box(n_molecules: int, seed: int) -> "object":
     return atoms
 
 
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Run ``fpscf train``; configuration and data problems are one clear line, not a traceback."""
+    from fpscf.training.config import ConfigError
+    from fpscf.training.trainer import TrainingError, train
+
+    try:
+        result = train(args.config, overrides, resume=args.resume)
+    except (ConfigError, TrainingError, FileNotFoundError) as error:
+        print(f"fpscf train: error: {error}", file=sys.stderr)
+        return 2
+    print(f"best model: {result.best_model}\nfinal model: {result.final_model}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fpscf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,9 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--verbose", action="store_true", help="print the SCF residual at every step")
     demo.set_defaults(func=_demo)
+    training = sub.add_parser(
+        "train",
+        help="train a model: fpscf train --config config.yaml [--<option>=value ...] [--resume]",
+        description="Options after the config (--r_max=4.0, --seed=1, --model.num_channels=8) override the file.",
+    )
+    training.add_argument("--config", required=True, help="training config (YAML)")
+    training.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
+    training.set_defaults(func=_train)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        return _train(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args))
 
 

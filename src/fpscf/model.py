@@ -25,6 +25,7 @@ from fpscf.electrostatics.gaussian_multipoles import (
 from fpscf.electrostatics.multipoles import multipole_irreps, num_multipole_coefficients
 from fpscf.nn import MLP, EncoderConfig, default_dtype, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
 from fpscf.scf.implicit import implicit_fixed_point
+from fpscf.scf.krylov import LinearSolveSettings
 from fpscf.tensor_tree import split_differentiable
 from fpscf.scf.readouts import (
     ManyBodyChargesReadout,
@@ -44,6 +45,7 @@ from fpscf.scf.updates import (
 )
 
 FERMI_NEWTON_STEPS = 2
+FIXED_POINT_MODES = ("implicit", "linearize_solve", "unroll_scf", "direct")
 
 
 @dataclass
@@ -183,6 +185,19 @@ class FixedPointModel(torch.nn.Module):
             )
         return index
 
+    def density_field_features(self, graph: AtomicGraph, multipoles: torch.Tensor) -> torch.Tensor:
+        """Unnormalised field features (N, W, (L_f+1)²) of a given density (N, K) and the applied
+        field: what the SCF update reads, without the Fermi-level shift. Used for feature statistics."""
+        boundary = [
+            resolve_boundary([bool(v) for v in graph.pbc[b].tolist()], self.config.electrostatic_pbc_method, b)
+            for b in range(graph.num_graphs)
+        ]
+        geometry = self.electrostatics.prepare(graph.positions, graph.cell, graph.batch, boundary)
+        size_f = (self.config.field_feature_max_l + 1) ** 2
+        field = graph.external_field.to(graph.positions.dtype)[graph.batch]
+        external = applied_field_features(graph.positions, field, self.electrostatics.config.max_l)
+        return self.electrostatics.potential(geometry, multipoles)[:, 1:, :size_f] + external[:, :, :size_f]
+
     def _normalise(self, features: torch.Tensor) -> torch.Tensor:
         lf = self.config.field_feature_max_l
         scale = torch.cat(
@@ -205,6 +220,8 @@ class FixedPointModel(torch.nn.Module):
         compute_dipole: bool = False,
         create_graph: bool = False,
         self_consistent: bool = True,
+        mode: str = "implicit",
+        unroll_steps: int = 10,
     ) -> dict[str, Any]:
         """Energy (B,) eV, per-atom energies, multipoles, Fermi level (B,) V, the density dipole
         ``Σ(q r + d)`` (B,3) e·Å, and on request forces (N,3) eV/Å, virial ``W = −∂E/∂η`` (B,3,3) eV
@@ -216,9 +233,17 @@ class FixedPointModel(torch.nn.Module):
         energy was built from; with ``create_graph=True`` the outputs can be differentiated again
         with respect to them (:mod:`fpscf.calculators.response`).
 
+        mode (DESIGN.md section 4) says how the density is found and differentiated:
+        ``implicit`` (converge, implicit derivatives by matrix-free GMRES), ``linearize_solve``
+        (converge, then build the Jacobian of the SCF map at the solution and LU-solve: same
+        derivatives, small systems only), ``unroll_scf`` (``unroll_steps`` linear-mixing steps from
+        the initial density with ``settings.mixing_parameter``, backpropagated through) and
+        ``direct`` (one update ``G(p0, μ0)`` from the given initial density and Fermi level).
         self_consistent=False evaluates the same model with the density fixed at the local guess
         (no field response), used to measure the cost of the SCF.
         """
+        if mode not in FIXED_POINT_MODES:
+            raise ValueError(f"mode must be one of {FIXED_POINT_MODES}, got {mode!r}")
         settings = settings or SCFSettings()
         n_graphs = graph.num_graphs
         batch = graph.batch
@@ -291,14 +316,30 @@ class FixedPointModel(torch.nn.Module):
                 mu = (mu_var - charge / slope).detach()
             return mu
 
+        def solve_mu_differentiable(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+            """Newton steps on Σq(μ) = Q kept in the graph (unrolled training)."""
+            for _ in range(FERMI_NEWTON_STEPS):
+                with torch.enable_grad():
+                    mu_var = mu.view_as(mu) if mu.requires_grad else mu.detach().requires_grad_(True)
+                    q = response(base, mu_var)[:, 0]
+                    charge = q.new_zeros(n_graphs).index_add(0, batch, q) - total_charge
+                    (slope,) = torch.autograd.grad(charge.sum(), mu_var, create_graph=True)
+                mu = mu_var - charge / slope
+            return mu
+
         # Constant charge: μ starts from the warm-start value and is solved; otherwise it is fixed.
         start_mu = initial_fermi_level if constant_charge else fermi_level
         mu0 = (start_mu if start_mu is not None else positions.new_zeros(n_graphs)).to(positions.dtype).detach()
-        p0 = (initial_multipoles if initial_multipoles is not None else local).detach()
+        if initial_multipoles is not None:
+            p0 = initial_multipoles.detach()
+        else:  # the local guess; an unrolled SCF differentiates through its start as well
+            p0 = local if mode == "unroll_scf" else local.detach()
 
         state = {"mu": mu0}
         steps, history = 0, []
-        if self_consistent:
+        if not self_consistent:
+            multipoles, mu = local, mu0
+        elif mode in ("implicit", "linearize_solve"):
             def scf_update(p: torch.Tensor) -> torch.Tensor:
                 _, base = base_features(p)
                 mu = solve_mu(base, state["mu"]) if constant_charge else state["mu"]
@@ -313,15 +354,27 @@ class FixedPointModel(torch.nn.Module):
 
             result = solve_fixed_point(scf_update, p0, settings, charge_error)
             steps, history = result.steps, result.residual_history
-            mu_star = state["mu"]
-            multipoles, mu = self._attach_implicit(
-                result.solution, mu_star, constant_charge, total_charge, batch, n_graphs,
-                (local, node_scalars, node_feats, update_edges, geometry, external),
+            linear_solve = LinearSolveSettings.for_dtype(
+                positions.dtype, method="dense" if mode == "linearize_solve" else "gmres", on_failure=settings.on_failure
             )
-            hartree, base = base_features(multipoles)
-        else:
-            multipoles, mu = local, mu0
-            hartree, base = base_features(multipoles)
+            multipoles, mu = self._attach_implicit(
+                result.solution, state["mu"], constant_charge, total_charge, batch, n_graphs,
+                (local, node_scalars, node_feats, update_edges, geometry, external), linear_solve,
+            )
+        elif mode == "unroll_scf":
+            multipoles, mu = p0, mu0
+            for _ in range(unroll_steps):
+                _, base = base_features(multipoles)
+                if constant_charge:
+                    mu = solve_mu_differentiable(base, mu)
+                change = response(base, mu) - multipoles
+                history.append(float(change.detach().abs().max()) if change.numel() else 0.0)
+                multipoles = multipoles + settings.mixing_parameter * change
+            steps = unroll_steps
+        else:  # direct: one update from the given density and Fermi level
+            multipoles, mu = response(base_features(p0)[1], mu0), mu0
+            steps = 1
+        hartree, base = base_features(multipoles)
 
         features = shifted(base, mu)
         e_hartree = 0.5 * (multipoles * hartree[:, 0, : self.num_coefficients]).sum(-1)
@@ -350,6 +403,10 @@ class FixedPointModel(torch.nn.Module):
             "scf_steps": steps,
             "residual_history": history,
             "local_multipoles": local,
+            # Potential features of the density and the applied field (unnormalised, no μ shift):
+            # (N, W, (L_f+1)²) V, V/Å, V/Å²; esps = their l = 0 part at the narrowest receiver (V).
+            "field_features": base,
+            "esps": base[:, min(range(len(self.config.field_feature_widths)), key=lambda k: self.config.field_feature_widths[k]), 0],
             # G(p, μ) of this geometry, (N, K), (B,) -> (N, K): for tests and linear-response solves.
             "scf_map": lambda p, mu: response(base_features(p)[1], mu),
         }
@@ -373,7 +430,9 @@ class FixedPointModel(torch.nn.Module):
                 out["virial"] = -g
                 volume = torch.abs(torch.linalg.det(graph.cell))
                 # Stress only where the cell has a volume (periodic); NaN for molecules.
-                out["stress"] = g / torch.where(volume > 1e-12, volume, torch.nan)[:, None, None]
+                has_volume = (volume > 1e-12)[:, None, None]
+                stress = g / torch.where(has_volume, volume[:, None, None], torch.ones_like(volume)[:, None, None])
+                out["stress"] = torch.where(has_volume, stress, torch.full_like(stress, torch.nan))
         out["differentiable_inputs"] = {"positions": graph_positions, "strain": strain, "field": field_input}
         return out
 
@@ -386,6 +445,7 @@ class FixedPointModel(torch.nn.Module):
         batch: torch.Tensor,
         n_graphs: int,
         context: tuple[Any, ...],
+        linear_solve: LinearSolveSettings,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The converged (p*, μ*) as a differentiable function of everything the SCF map reads.
 
@@ -437,7 +497,7 @@ class FixedPointModel(torch.nn.Module):
             x_star = torch.cat([p_star.detach().reshape(-1), mu_star.detach()])
         else:
             x_star = p_star.detach().reshape(-1)
-        x = implicit_fixed_point(fixed_point_map, x_star, inputs)
+        x = implicit_fixed_point(fixed_point_map, x_star, inputs, linear_solve)
         _, _, mu_fixed = rebuild(context_tensors)
         return unpack(x, mu_fixed)
 

@@ -25,6 +25,10 @@ magmoms                  (N,) or (N, 3)    μ_B, collinear or non-collinear
 born_effective_charges   (N, 3, 3)         e, ``Z*[I, a, b] = dF_{I,b}/d eps_a``; may be stored
                          per atom          flattened (N, 9) in row-major order, index 3a + b
 polarizability           (3, 3)            e·Å²/V; 3x3 or 9 values (row-major)
+esps                     (N,) per atom     electrostatic potential of the reference density
+                                          (plus the applied field's −ε·r) at each nucleus, V
+field_features           (N, F) per atom   reference field features (the model's layout,
+                                          widths × (l_f+1)², flattened), V, V/Å, V/Å²
 level                    () int64          level of theory / data-set head index
 spin_on                  () bool           structure is magnetic
 ======================== ================= ==================================================
@@ -58,12 +62,14 @@ LABEL_NAMES: tuple[str, ...] = (
     "magmoms",
     "born_effective_charges",
     "polarizability",
+    "esps",
+    "field_features",
     "level",
     "spin_on",
 )
 #: Labels with one row per atom (leading dimension N); all others have one row per structure.
 PER_ATOM_LABELS: frozenset[str] = frozenset(
-    {"forces", "charges", "atomic_multipoles", "magmoms", "born_effective_charges"}
+    {"forces", "charges", "atomic_multipoles", "magmoms", "born_effective_charges", "esps", "field_features"}
 )
 #: Labels stored as int64 and bool; all others are floating point.
 INTEGER_LABELS: frozenset[str] = frozenset({"level"})
@@ -83,6 +89,8 @@ _ACCEPTED_SHAPES: dict[str, tuple[tuple[Any, ...], ...]] = {
     "magmoms": (("N",), ("N", 3)),
     "born_effective_charges": (("N", 3, 3), ("N", 9)),
     "polarizability": ((3, 3), (9,)),
+    "esps": (("N",), ("N", 1)),
+    "field_features": (("N", "F"),),
     "level": ((),),
     "spin_on": ((),),
     "total_charge": ((),),
@@ -113,6 +121,8 @@ class KeyMap:
     magmoms: str | None = "magmoms"
     born_effective_charges: str | None = "born_effective_charges"
     polarizability: str | None = "polarizability"
+    esps: str | None = "esps"
+    field_features: str | None = "field_features"
     level: str | None = "level"
     spin_on: str | None = "spin_on"
     total_charge: str = "total_charge"
@@ -242,7 +252,7 @@ def _lookup(atoms: Atoms, key: str) -> Any:
 
 
 def _expand(template: tuple[Any, ...], num_atoms: int) -> tuple[int, ...]:
-    return tuple(num_atoms if d == "N" else d for d in template)
+    return tuple(num_atoms if d == "N" else 1 if d == "F" else d for d in template)
 
 
 def _convert(name: str, key: str, raw: Any, num_atoms: int, index: int) -> np.ndarray:
@@ -254,6 +264,8 @@ def _convert(name: str, key: str, raw: Any, num_atoms: int, index: int) -> np.nd
         raise ValueError(f"{where} has non-numeric value {raw!r} of type {value.dtype}; "
                          "expected numbers. Fix the file or point KeyMap at the right key.")
     accepted = [_expand(t, num_atoms) for t in _ACCEPTED_SHAPES[name]]
+    if name == "field_features" and value.ndim == 2:  # any feature width F
+        accepted = [(num_atoms, value.shape[1])]
     if value.shape == (1,) and () in accepted:
         value = value.reshape(())
     if value.shape not in accepted:
@@ -289,7 +301,7 @@ def _canonical_shape(name: str, value: np.ndarray, num_atoms: int) -> np.ndarray
         return value.reshape(3, 3)
     if name == "born_effective_charges":
         return value.reshape(num_atoms, 3, 3)
-    if name == "charges":
+    if name in ("charges", "esps"):
         return value.reshape(num_atoms)
     if name == "atomic_multipoles":
         return value.reshape(num_atoms, -1)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from fpscf.scf.krylov import LinearSolveSettings, gmres
+from fpscf.scf.krylov import LinearSolveSettings, solve_linear
 
 FixedPointMap = Callable[..., torch.Tensor]
 
@@ -106,8 +106,7 @@ def _solve_adjoint(
         (vjp,) = torch.autograd.grad(output, x, v, retain_graph=True, allow_unused=True)
         return v - vjp if vjp is not None else v
 
-    solution_, _ = gmres(operator, grad_output.detach(), settings)
-    return solution_
+    return solve_linear(operator, grad_output.detach(), settings)
 
 
 class _AdjointMap:

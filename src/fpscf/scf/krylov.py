@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 FAILURE_ACTIONS = ("raise", "warn")
+SOLVE_METHODS = ("gmres", "dense")
 
 
 class LinearSolveError(RuntimeError):
@@ -26,14 +27,19 @@ class LinearSolveError(RuntimeError):
 @dataclass(frozen=True)
 class LinearSolveSettings:
     """rtol: accepted ``|b − A x| / |b|``; max_iterations: total matrix–vector products;
-    restart: Krylov subspace size before a restart; on_failure: ``raise`` or ``warn``."""
+    restart: Krylov subspace size before a restart; on_failure: ``raise`` or ``warn``;
+    method: ``gmres`` (matrix-free) or ``dense`` (build the n×n matrix column by column and
+    LU-solve it: only for small systems, an independent check of GMRES)."""
 
     rtol: float = 1e-12
     max_iterations: int = 400
     restart: int = 60
     on_failure: str = "raise"
+    method: str = "gmres"
 
     def __post_init__(self) -> None:
+        if self.method not in SOLVE_METHODS:
+            raise ValueError(f"method must be one of {SOLVE_METHODS}, got {self.method!r}")
         if not self.rtol > 0:
             raise ValueError(f"rtol must be > 0, got {self.rtol!r}")
         if self.restart < 1 or self.max_iterations < 1:
@@ -110,3 +116,19 @@ def gmres(
 
     warnings.warn(message, RuntimeWarning, stacklevel=2)
     return x.reshape(rhs.shape), history
+
+
+def solve_linear(
+    matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, settings: LinearSolveSettings
+) -> torch.Tensor:
+    """Solve ``matvec(x) = rhs`` with ``settings.method`` (GMRES or dense LU)."""
+    if settings.method == "gmres":
+        return gmres(matvec, rhs, settings)[0]
+    b = rhs.detach().reshape(-1)
+    columns = []
+    for j in range(b.numel()):
+        unit = torch.zeros_like(b)
+        unit[j] = 1.0
+        columns.append(matvec(unit.reshape(rhs.shape)).detach().reshape(-1))
+    matrix = torch.stack(columns, dim=1)
+    return torch.linalg.solve(matrix, b).reshape(rhs.shape)

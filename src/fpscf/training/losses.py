@@ -1,0 +1,156 @@
+"""Training losses: weighted mean squared errors over labelled structures only.
+
+A structure without a label is masked out of that loss (never compared with zeros). Each loss is
+``Σ w_s |error|² / Σ m_s`` over the labelled elements (w_s the structure's weight from
+``atoms.info["<property>_weight"]``, m_s its mask), so loss weights in the config are comparable
+across batches. Errors, in the units the metrics report:
+
+=========================  ===================================================  ==========
+loss                       error per element                                    unit
+=========================  ===================================================  ==========
+energy_per_atom            (E − E_ref)/N                                        eV/atom
+forces                     F − F_ref, per Cartesian component                   eV/Å
+stress                     σ − σ_ref, 9 components (periodic structures)        eV/Å³
+atomic_multipoles          p − p_ref, coefficients present in both              e, e·Å, e·Å²
+charges                    q − q_ref                                            e
+total_charge_per_atom      (Σq − Q)/N (input Q; always available)               e/atom
+dipole_per_atom            (D − D_ref)/N, D = −∂E/∂ε                            e·Å/atom
+fermi_level_per_atom       (μ − μ_ref)/N                                        V/atom
+polarizability             α − α_ref, 9 components                              e·Å²/V
+born_effective_charges     Z* − Z*_ref, 9 components per atom                   e
+esps                       potential at the nuclei − reference                  V
+field_features             field features − reference (model layout)            V, V/Å, V/Å²
+fixedpoint_scf_stability   gain ‖∂G/∂p v‖/‖v‖ of the SCF map (target 0)          1
+=========================  ===================================================  ==========
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from fpscf.data.graph import AtomicGraph
+
+#: Label each loss compares with (None: needs no label).
+LOSS_LABELS: dict[str, str | None] = {
+    "energy_per_atom": "energy",
+    "forces": "forces",
+    "stress": "stress",
+    "atomic_multipoles": "atomic_multipoles",
+    "charges": "charges",
+    "total_charge_per_atom": None,
+    "dipole_per_atom": "dipole",
+    "fermi_level_per_atom": "fermi_level",
+    "polarizability": "polarizability",
+    "born_effective_charges": "born_effective_charges",
+    "esps": "esps",
+    "field_features": "field_features",
+    "fixedpoint_scf_stability": None,
+}
+UNITS = {
+    "energy_per_atom": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³", "atomic_multipoles": "e·Åˡ",
+    "charges": "e", "total_charge_per_atom": "e/atom", "dipole_per_atom": "e·Å/atom",
+    "fermi_level_per_atom": "V/atom", "polarizability": "e·Å²/V", "born_effective_charges": "e",
+    "esps": "V", "field_features": "V·Å⁻ˡ", "fixedpoint_scf_stability": "1",
+}
+
+
+@dataclass
+class LossTerm:
+    """One loss: its weighted value (scalar, differentiable) and the raw errors (for metrics)."""
+
+    value: torch.Tensor
+    errors: torch.Tensor
+
+
+def compute_losses(predictions: dict[str, Any], graph: AtomicGraph, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, LossTerm]]:
+    """Total loss Σ weight·loss and the terms of every loss with weight > 0 that has data here."""
+    terms: dict[str, LossTerm] = {}
+    for name, weight in weights.items():
+        if weight <= 0:
+            continue
+        term = _loss(name, predictions, graph)
+        if term is not None:
+            terms[name] = term
+    total = sum((weights[name] * term.value for name, term in terms.items()), graph.positions.new_zeros(()))
+    return total, terms
+
+
+def _atoms_per_structure(graph: AtomicGraph) -> torch.Tensor:
+    return (graph.ptr[1:] - graph.ptr[:-1]).to(graph.positions.dtype)
+
+
+def _structure_mask(graph: AtomicGraph, label: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask (B,) bool and weight (B,) of one label."""
+    mask = graph.label_masks.get(label)
+    if mask is None:
+        mask = torch.zeros(graph.num_graphs, dtype=torch.bool, device=graph.positions.device)
+    weight = graph.weights.get(label)
+    if weight is None:
+        weight = torch.ones(graph.num_graphs, dtype=graph.positions.dtype, device=graph.positions.device)
+    return mask, weight.to(graph.positions.dtype)
+
+
+def _weighted(errors: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> LossTerm | None:
+    """errors (M, ...) with per-row mask/weight (M,) → mean weighted squared error over labelled rows."""
+    if not bool(mask.any()):
+        return None
+    selected = errors[mask]
+    squared = (selected * selected).reshape(selected.shape[0], -1)
+    per_row = squared.mean(-1) * weight[mask]
+    return LossTerm(per_row.mean(), selected.detach())
+
+
+def _loss(name: str, out: dict[str, Any], graph: AtomicGraph) -> LossTerm | None:
+    batch = graph.batch
+    n_atoms = _atoms_per_structure(graph)
+    if name == "total_charge_per_atom":
+        charge = out["charges"].new_zeros(graph.num_graphs).index_add(0, batch, out["charges"])
+        errors = (charge - graph.total_charge.to(charge.dtype)) / n_atoms
+        return _weighted(errors, torch.ones_like(errors, dtype=torch.bool), torch.ones_like(errors))
+    if name == "fixedpoint_scf_stability":
+        gain = out["scf_stability"]
+        return _weighted(gain, torch.ones_like(gain, dtype=torch.bool), torch.ones_like(gain))
+    label = LOSS_LABELS[name]
+    assert label is not None
+    if label not in graph.labels:
+        return None
+    reference = graph.labels[label].to(graph.positions.dtype)
+    mask, weight = _structure_mask(graph, label)
+    if name == "energy_per_atom":
+        return _weighted((out["energy"] - reference) / n_atoms, mask, weight)
+    if name == "dipole_per_atom":
+        return _weighted((out["dipole"] - reference) / n_atoms[:, None], mask, weight)
+    if name == "fermi_level_per_atom":
+        return _weighted((out["fermi_level"] - reference) / n_atoms, mask, weight)
+    if name == "stress":
+        if "stress" not in out:
+            return None
+        periodic = graph.pbc.all(dim=1)
+        return _weighted(out["stress"] - reference, mask & periodic, weight)
+    if name == "polarizability":
+        return _weighted(out["polarizability"] - reference, mask, weight)
+    # Per-atom labels: structure masks and weights broadcast to atoms.
+    atom_mask, atom_weight = mask[batch], weight[batch]
+    if name == "forces":
+        return _weighted(out["forces"] - reference, atom_mask, atom_weight)
+    if name == "charges":
+        return _weighted(out["charges"] - reference, atom_mask, atom_weight)
+    if name == "atomic_multipoles":
+        width = min(reference.shape[1], out["multipoles"].shape[1])
+        return _weighted(out["multipoles"][:, :width] - reference[:, :width], atom_mask, atom_weight)
+    if name == "born_effective_charges":
+        return _weighted(out["born_effective_charges"] - reference, atom_mask, atom_weight)
+    if name == "esps":
+        return _weighted(out["esps"] - reference, atom_mask, atom_weight)
+    if name == "field_features":
+        features = out["field_features"].reshape(graph.num_atoms, -1)
+        if features.shape[1] != reference.shape[1]:
+            raise ValueError(
+                f"field_features labels have {reference.shape[1]} columns but the model makes "
+                f"{features.shape[1]} (receiver widths × (field_feature_max_l+1)²); regenerate the labels for this model"
+            )
+        return _weighted(features - reference, atom_mask, atom_weight)
+    raise ValueError(f"unknown loss {name!r}; choose from {list(LOSS_LABELS)}")

@@ -1,0 +1,191 @@
+"""Training: the four fixed-point modes give the gradients they should, a two-stage run learns,
+a killed run resumes to the same weights, and bad input fails before training starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from ase.build import molecule
+
+from fpscf import FixedPointCalculator, build_model, load_model
+from fpscf.data import atoms_to_graph, collate
+from fpscf.data.extxyz import write_extxyz
+from fpscf.training.config import FixedPointOptions, SCFOptions, load_config
+from fpscf.training.forward import predict
+from fpscf.training.losses import compute_losses
+from fpscf.training.trainer import Trainer, TrainingError
+
+ARCHITECTURE = dict(r_max=3.5, num_channels=8, max_L=1, num_interactions=1, atomic_multipoles_max_l=1,
+                    fixedpoint_update_config={"nonlinearity_cls": "MLPNonLinearity"})
+
+
+def teacher_structures(n: int, seed: int) -> list:
+    """Water monomers and dimers, rattled, some in a field, labelled by a random 'teacher' model."""
+    rng = np.random.default_rng(seed)
+    teacher = build_model([1, 8], seed=101, **ARCHITECTURE)
+    calc = FixedPointCalculator(teacher, scf_tolerance=1e-10)
+    structures = []
+    for k in range(n):
+        atoms = molecule("H2O")
+        if k % 3 == 2:
+            other = molecule("H2O")
+            other.positions += [2.9, 0.2, 0.1]
+            atoms += other
+        atoms.rattle(0.08, seed=int(rng.integers(1 << 30)))
+        if k % 2:
+            atoms.info["external_field"] = list(rng.normal(scale=0.05, size=3))
+        calc.calculate(atoms, ["energy"])
+        atoms.info.update(energy=calc.results["energy"], dipole=calc.results["dipole"], fermi_level=calc.results["fermi_level"])
+        atoms.arrays["forces"] = calc.results["forces"]
+        atoms.arrays["atomic_multipoles"] = calc.results["atomic_multipoles"]
+        atoms.calc = None
+        structures.append(atoms)
+    return structures
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    structures = teacher_structures(16, seed=0)
+    write_extxyz(directory / "train.xyz", structures[:12])
+    write_extxyz(directory / "valid.xyz", structures[12:])
+    return directory
+
+
+def write_config(directory: Path, **changes) -> Path:
+    config = {
+        "train_file": "train.xyz", "valid_file": "valid.xyz", "output_dir": "run", "seed": 1, "batch_size": 4,
+        "progress": False,
+        "model": dict(ARCHITECTURE, field_feature_norms="average", atomic_energies="average"),
+        "train_schedule": {
+            0: {"name": "direct", "start": 0, "end": 5, "lr": 0.01,
+                "loss": {"atomic_multipoles": 100.0, "energy_per_atom": 10.0, "forces": 10.0, "dipole_per_atom": 10.0},
+                "fixed_point_training_options": {"mode": "direct"}},
+            1: {"name": "solve", "start": 6, "end": 8, "lr": 0.003,
+                "loss": {"energy_per_atom": 10.0, "forces": 10.0, "dipole_per_atom": 10.0},
+                "fixed_point_training_options": {"mode": "linearize_solve", "scf": {"num_scf_steps": 100, "mixing_parameter": 0.5, "scf_tolerance": 1e-9}}},
+        },
+    }
+    config.update(changes)
+    path = directory / f"config_{abs(hash(str(changes))) % 10**8}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def parameter_gradient(model, graph, options, losses) -> torch.Tensor:
+    model.zero_grad()
+    out = predict(model, graph, options, set(losses), training=True)
+    total, _ = compute_losses(out, graph, losses)
+    total.backward()
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("update", ["MLPNonLinearity", "ManyBodyUpdate"])
+def test_implicit_linearize_solve_and_converged_unroll_give_the_same_parameter_gradient(data_dir, update):
+    config = dict(ARCHITECTURE)
+    config["fixedpoint_update_config"] = (
+        {"type": "ManyBodyUpdate", "nonlinearity_cls": "MLPNonLinearity"} if update == "ManyBodyUpdate" else {"nonlinearity_cls": update}
+    )
+    model = build_model([1, 8], seed=7, **config)
+    atoms = teacher_structures(1, seed=3)[0]
+    graph = collate([atoms_to_graph(atoms, 3.5, species=[1, 8])])
+    losses = {"energy_per_atom": 1.0, "forces": 1.0, "atomic_multipoles": 1.0, "dipole_per_atom": 1.0}
+    scf = dict(num_scf_steps=300, mixing_parameter=0.5, scf_tolerance=1e-13)
+    implicit = parameter_gradient(model, graph, FixedPointOptions("implicit", SCFOptions(**scf)), losses)
+    linearized = parameter_gradient(model, graph, FixedPointOptions("linearize_solve", SCFOptions(**scf)), losses)
+    unrolled = parameter_gradient(model, graph, FixedPointOptions("unroll_scf", SCFOptions(**dict(scf, num_scf_steps=120))), losses)
+    scale = implicit.norm()
+    assert float((linearized - implicit).norm() / scale) < 1e-5
+    assert float((unrolled - implicit).norm() / scale) < 1e-5
+
+
+def test_direct_mode_is_one_update_from_the_reference_density(data_dir):
+    model = build_model([1, 8], seed=7, **ARCHITECTURE)
+    atoms = teacher_structures(1, seed=4)[0]
+    atoms.info["external_field"] = [0.01, 0.02, -0.03]
+    graph = collate([atoms_to_graph(atoms, 3.5, species=[1, 8])])
+    # Reference = the model's own converged density: one update must return it unchanged.
+    converged = model(graph, settings=__import__("fpscf").scf.settings.SCFSettings(tolerance=1e-12))
+    graph.labels["atomic_multipoles"] = converged["multipoles"].detach()
+    graph.labels["fermi_level"] = converged["fermi_level"].detach()
+    direct = predict(model, graph, FixedPointOptions("direct", None), {"energy_per_atom"}, training=False)
+    assert torch.allclose(direct["multipoles"], converged["multipoles"], atol=1e-9)
+    assert float(direct["energy"]) == pytest.approx(float(converged["energy"]), abs=1e-8)
+    # From any other reference it is exactly G(p_ref, μ_ref).
+    p_ref = converged["multipoles"].detach() + 0.01
+    graph.labels["atomic_multipoles"] = p_ref
+    direct = predict(model, graph, FixedPointOptions("direct", None), {"energy_per_atom"}, training=False)
+    expected = converged["scf_map"](p_ref, converged["fermi_level"].detach())
+    assert torch.allclose(direct["multipoles"], expected, atol=1e-12)
+
+
+def test_two_stage_training_lowers_validation_errors_and_writes_outputs(data_dir):
+    config = load_config(write_config(data_dir))
+    result = Trainer(config).run()
+    import json
+
+    rows = json.loads((result.output_dir / "metrics.json").read_text())
+    for stage, first, last in [("direct", 0, 5), ("solve", 6, 8)]:
+        for prop in ("energy_per_atom", "forces"):
+            rmse = {r["epoch"]: r["rmse"] for r in rows if r["stage"] == stage and r["split"] == "valid" and r["property"] == prop}
+            assert rmse[last] < rmse[first], (stage, prop, rmse)
+    for name in ("best.fpscf", "final.fpscf", "metrics.csv", "learning_curves.png", "parity_direct.png", "parity_solve.png", "config.yaml"):
+        assert (result.output_dir / name).stat().st_size > 0
+    model = load_model(result.final_model)
+    atoms = molecule("H2O")
+    atoms.calc = FixedPointCalculator(model)
+    assert np.isfinite(atoms.get_potential_energy())
+    norms = model.config.field_feature_norms
+    assert isinstance(norms, (list, tuple)) and all(v > 0 for v in norms)
+
+
+def test_resume_after_kill_gives_the_same_weights_as_an_uninterrupted_run(data_dir):
+    schedule = {0: {"name": "direct", "start": 0, "end": 5, "lr": 0.01, "loss": {"atomic_multipoles": 10.0, "energy_per_atom": 1.0, "forces": 1.0},
+                    "fixed_point_training_options": {"mode": "direct"}}}
+    whole = load_config(write_config(data_dir, output_dir="whole", train_schedule=schedule))
+    reference = Trainer(whole).run()
+    killed_path = write_config(data_dir, output_dir="killed", train_schedule=schedule)
+    process = subprocess.Popen([sys.executable, "-m", "fpscf.train", "--config", str(killed_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = data_dir / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.exists():
+            epoch = torch.load(checkpoint, weights_only=True)["epoch"]
+            if epoch >= 1:
+                process.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    process.wait()
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["epoch"] < 5, "the run finished before it could be killed"
+    with pytest.raises(TrainingError, match="--resume"):
+        Trainer(load_config(killed_path)).run()
+    resumed = Trainer(load_config(killed_path)).run(resume=True)
+    a, b = load_model(reference.final_model), load_model(resumed.final_model)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_a_loss_whose_label_is_absent_everywhere_fails_before_training(data_dir):
+    schedule = {0: {"name": "bad", "start": 0, "end": 1, "lr": 0.01, "loss": {"polarizability": 1.0, "energy_per_atom": 1.0},
+                    "fixed_point_training_options": {"mode": "direct"}}}
+    config = load_config(write_config(data_dir, output_dir="bad", train_schedule=schedule))
+    with pytest.raises(TrainingError, match="polarizability.*no training structure"):
+        Trainer(config).run()
+
+
+def test_cli_train_reports_a_bad_key_with_the_valid_choices(data_dir):
+    path = write_config(data_dir, output_dir="cli", batch_sise=3)
+    completed = subprocess.run([sys.executable, "-m", "fpscf.train", "--config", str(path)], capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert "batch_sise" in completed.stderr and "batch_size" in completed.stderr
+    assert "Traceback" not in completed.stderr
