@@ -1,6 +1,6 @@
 """Cost of each response property relative to one energy + forces evaluation.
 
-Usage: python benchmarks/response.py [--sizes 100 1000] [--tolerance 1e-6]
+Usage: python benchmarks/response.py [--sizes 100 1000] [--tolerance 1e-6] [--ewald-split 2.0]
 For periodic water boxes (field 0.05 V/Å) the script times, in one run and on the same model:
 energy + forces + dipole + virial from a cold start, then (all warm-started from the converged
 density, as in MD or phonon displacements) the same again as the baseline, then each property asked for alone, then all
@@ -40,14 +40,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--tolerance", type=float, default=1e-6)
+    parser.add_argument("--ewald-split", type=float, default=0.0, help="Ewald split width a (Å); 0 = direct k-sum")
     args = parser.parse_args()
     model = fpscf.build_model(
         ["H", "O"], r_max=4.0, num_channels=16, max_L=1, atomic_multipoles_max_l=1,
         field_feature_widths=[1.0, 2.0], kspace_cutoff_factor=5.0,
         fixedpoint_update_config={"type": "ManyBodyUpdate", "nonlinearity_cls": "MLPNonLinearity"},
+        ewald_split_width=args.ewald_split or None,
     )
     settings = SCFSettings(tolerance=args.tolerance)
-    print(f"random water model (ManyBodyUpdate + MLPNonLinearity), periodic boxes, field 0.05 V/Å, "
+    print(f"random water model (ManyBodyUpdate + MLPNonLinearity), periodic boxes, Ewald split {args.ewald_split} Å, field 0.05 V/Å, "
           f"SCF tolerance {args.tolerance:g}, float64, {torch.get_num_threads()} threads")
     print(f"{'atoms':>6} {'property':>24} {'seconds':>9} {'x baseline':>10} {'finite differences':>19}")
     for n in args.sizes:

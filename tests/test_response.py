@@ -202,9 +202,15 @@ def test_polarization_branch_is_the_lattice_point_nearest_zero():
 
 
 def test_polarizability_of_linear_model_equals_closed_form_linear_response():
-    """Affine update: dp/dε from one dense bordered solve [[I − J, −∂G/∂μ], [Σq, 0]] — no implicit
+    """Affine variational model: dp/dε from one dense bordered solve [[I − J, −∂G/∂μ], [Σq, 0]] — no implicit
     layer, no finite differences of the SCF — gives α_ab = Σ_i (r_i,b ∂q_i/∂ε_a + ∂d_i,b/∂ε_a)."""
-    model, atoms = small_model("linear"), water(periodic=False)
+    # Variational case (affine update, strict quadratic readout, one receiver of width σ): the
+    # dipole −∂E/∂ε is the density dipole, so α is the field derivative of Σ(q r + d).
+    model = build_model(
+        [1, 8], num_channels=8, r_max=3.5, max_L=1, atomic_multipoles_max_l=1, field_feature_max_l=1,
+        field_feature_widths=[1.0], atomic_multipoles_smearing_width=1.0, seed=5,
+    ).double()
+    atoms = water(periodic=False)
     graph = atoms_to_graph(atoms, model.config.r_max, species=model.atomic_numbers)
     out = model(graph, settings=TIGHT)
     p, mu, scf_map = out["multipoles"].detach(), out["fermi_level"].detach(), out["scf_map"]

@@ -75,14 +75,43 @@ def _water_box(n_molecules: int, seed: int) -> "object":
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     """Run ``fpscf train``; configuration and data problems are one clear line, not a traceback."""
     from fpscf.training.config import ConfigError
+    from fpscf.training.statistics import StatisticsError
     from fpscf.training.trainer import TrainingError, train
 
     try:
         result = train(args.config, overrides, resume=args.resume)
-    except (ConfigError, TrainingError, FileNotFoundError) as error:
+    except (ConfigError, TrainingError, StatisticsError, FileNotFoundError) as error:
         print(f"fpscf train: error: {error}", file=sys.stderr)
         return 2
     print(f"best model: {result.best_model}\nfinal model: {result.final_model}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    """Run ``fpscf data water``: sample water structures and label them (resumable, see runner)."""
+    import dataclasses
+
+    from fpscf.datagen.runner import DataGenerationError, require_labeller, water_dataset
+
+    try:
+        require_labeller("xtb")  # the structures are sampled with GFN2-xTB
+        require_labeller(args.method)
+        settings = None
+        if args.method == "dft":
+            from fpscf.datagen.pyscf_labels import DFTSettings
+
+            chosen = {"basis": args.basis, "xc": args.xc}
+            settings = dataclasses.replace(DFTSettings(), **{k: v for k, v in chosen.items() if v})
+        elif args.basis or args.xc:
+            raise ValueError("--basis and --xc are for --method dft.")
+        path = water_dataset(
+            args.out, args.n, args.seed, method=args.method, workers=args.workers,
+            response_fraction=args.response_fraction, settings=settings,
+        )
+    except (ImportError, ValueError, DataGenerationError) as error:
+        print(f"fpscf data: error: {error}", file=sys.stderr)
+        return 2
+    print(f"data set: {path}")
     return 0
 
 
@@ -103,6 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     training.add_argument("--config", required=True, help="training config (YAML)")
     training.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
     training.set_defaults(func=_train)
+    data = sub.add_parser("data", help="generate reference data: fpscf data water --out DIR --n N")
+    data_sets = data.add_subparsers(dest="data_set", required=True)
+    water = data_sets.add_parser(
+        "water", help="water monomers, clusters, OH- and H3O+ (xTB MD sampling, DFT or xTB labels)",
+        description="Resumable: run the same command again to finish an interrupted run.",
+    )
+    water.add_argument("--out", required=True, help="output directory (data.xyz, parts/, manifest.json)")
+    water.add_argument("--n", type=int, required=True, help="number of structures")
+    water.add_argument("--seed", type=int, default=0)
+    water.add_argument("--method", choices=["dft", "xtb"], default="dft", help="labels (default dft)")
+    water.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    water.add_argument("--response-fraction", type=float, default=0.2,
+                       help="fraction with polarizability and Born charges (dft; default 0.2)")
+    water.add_argument("--basis", help="DFT basis (default: DFTSettings)")
+    water.add_argument("--xc", help="DFT functional (default: DFTSettings)")
+    water.set_defaults(func=_data)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
     args, extra = parser.parse_known_args(argv)

@@ -61,11 +61,11 @@ def evaluate_response(
     inputs = out["differentiable_inputs"]
     positions, field, strain = inputs["positions"], inputs["field"], inputs["strain"]
     if field_order > 1:
-        born, alpha = _second_field_derivatives(out["dipole"], positions, field, create_graph=field_order > 2)
+        born, alpha, raman = _field_derivatives(out["dipole"], positions, field, with_raman=field_order > 2)
         out["born_effective_charges"] = born
         out["polarizability"] = alpha
-        if field_order > 2:
-            out["raman_tensors"] = _polarizability_derivatives(alpha, positions)
+        if raman is not None:
+            out["raman_tensors"] = raman
     if per_atom_virials:
         out["virials"] = _per_atom_virials(out["node_energy"], strain)
     return out
@@ -76,29 +76,43 @@ def _grad(output: torch.Tensor, inputs: list[torch.Tensor], create_graph: bool) 
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
 
-def _second_field_derivatives(
+def born_charges_and_polarizability(
     dipole: torch.Tensor, positions: torch.Tensor, field: torch.Tensor, create_graph: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Born charges (N,3,3) and polarizability (B,3,3) from three backward passes of D_a."""
+    """Born charges (N,3,3) and polarizability (B,3,3) from three backward passes of D_a, kept
+    differentiable when ``create_graph`` (training on these properties)."""
     born_rows, alpha_cols = [], []
     for a in range(3):
         d_positions, d_field = _grad(dipole[:, a].sum(), [positions, field], create_graph)
         born_rows.append(d_positions)  # ∂D_a/∂R_{I,b} = Z*_{I,ab}
         alpha_cols.append(d_field)  # ∂D_a/∂ε_b = α_ba
-    born = torch.stack(born_rows, dim=1)
-    alpha = torch.stack(alpha_cols, dim=2)
-    return born, alpha
+    return torch.stack(born_rows, dim=1), torch.stack(alpha_cols, dim=2)
 
 
-def _polarizability_derivatives(alpha: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Raman tensors (N,3,3,3) ``∂α_ab/∂R_{I,c}`` from six backward passes (α is symmetric)."""
-    raman = positions.new_zeros(positions.shape[0], 3, 3, 3)
+def _field_derivatives(
+    dipole: torch.Tensor, positions: torch.Tensor, field: torch.Tensor, with_raman: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Born charges (N,3,3), polarizability (B,3,3) and, on request, Raman tensors (N,3,3,3).
+
+    One field direction at a time: the graph of ``∂D_a/∂(R, ε)`` is kept only while the Raman
+    columns ``∂α_ba/∂R`` (b ≥ a; α is symmetric) are taken from it, which bounds the memory of
+    the third derivatives to one direction's graph. Values are detached.
+    """
+    n_atoms = positions.shape[0]
+    born = positions.new_zeros(n_atoms, 3, 3)
+    alpha = field.new_zeros(field.shape[0], 3, 3)
+    raman = positions.new_zeros(n_atoms, 3, 3, 3) if with_raman else None
     for a in range(3):
-        for b in range(a, 3):
-            (d_positions,) = _grad(alpha[:, a, b].sum(), [positions], create_graph=False)
-            raman[:, :, a, b] = d_positions
-            raman[:, :, b, a] = d_positions
-    return raman
+        d_positions, d_field = _grad(dipole[:, a].sum(), [positions, field], create_graph=with_raman)
+        born[:, a, :] = d_positions.detach()
+        alpha[:, :, a] = d_field.detach()
+        if raman is not None:
+            for b in range(a, 3):
+                (column,) = _grad(d_field[:, b].sum(), [positions], create_graph=False)
+                raman[:, :, b, a] = column
+                raman[:, :, a, b] = column
+        del d_positions, d_field
+    return born, alpha, raman
 
 
 def _per_atom_virials(node_energy: torch.Tensor, strain: torch.Tensor) -> torch.Tensor:

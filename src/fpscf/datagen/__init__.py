@@ -1,0 +1,1 @@
+"""Reference-data generation: labelled structures from real electronic-structure codes."""
