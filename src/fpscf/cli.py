@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | train | version``."""
+"""Command line: ``fpscf demo | train | data | version``."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def _data(args: argparse.Namespace) -> int:
             raise ValueError("--basis and --xc are for --method dft.")
         path = water_dataset(
             args.out, args.n, args.seed, method=args.method, workers=args.workers,
-            response_fraction=args.response_fraction, settings=settings,
+            response_fraction=args.response_fraction, max_response_atoms=args.max_response_atoms, settings=settings,
         )
     except (ImportError, ValueError, DataGenerationError) as error:
         print(f"fpscf data: error: {error}", file=sys.stderr)
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     water.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     water.add_argument("--response-fraction", type=float, default=0.2,
                        help="fraction with polarizability and Born charges (dft; default 0.2)")
+    water.add_argument("--max-response-atoms", type=int, default=10,
+                       help="only structures with at most this many atoms get response labels (default 10)")
     water.add_argument("--basis", help="DFT basis (default: DFTSettings)")
     water.add_argument("--xc", help="DFT functional (default: DFTSettings)")
     water.set_defaults(func=_data)

@@ -74,6 +74,7 @@ def generate_dataset(
     workers: int = 1,
     threads_per_worker: int | None = None,
     response_fraction: float = 0.2,
+    max_response_atoms: int = 10,
     settings: Any = None,
     seed: int = 0,
     progress: bool = True,
@@ -104,6 +105,8 @@ def generate_dataset(
         response_fraction: probability, per structure, of also computing response labels
             (``"dft"`` only). The choice is seeded by ``seed`` and the sample_id alone, so it does
             not depend on the other structures of the run (restarts and extensions agree).
+        max_response_atoms: only structures with at most this many atoms get response labels
+            (each costs six more field SCFs with forces; large clusters would dominate the run).
         settings: ``pyscf_labels.DFTSettings`` (``"dft"``; default ``DFTSettings()``); must be None
             for ``"xtb"``.
         seed: seed of the response subset.
@@ -153,7 +156,8 @@ def generate_dataset(
              f"label with {method} ({workers} worker(s) x {threads_per_worker} thread(s))")
 
     tasks = [
-        _Task(i, by_id[i], method, method == "dft" and _wants_response(seed, i, response_fraction),
+        _Task(i, by_id[i], method,
+              method == "dft" and len(by_id[i]) <= max_response_atoms and _wants_response(seed, i, response_fraction),
               settings, str(_part_path(parts_dir, i)))
         for i in todo
     ]
@@ -191,6 +195,7 @@ def water_dataset(
     workers: int = 1,
     threads_per_worker: int | None = None,
     response_fraction: float = 0.2,
+    max_response_atoms: int = 10,
     settings: Any = None,
     progress: bool = True,
     **sampling: Any,
@@ -234,7 +239,7 @@ def water_dataset(
     return generate_dataset(
         structures, out_dir, method=method, workers=workers,
         threads_per_worker=threads_per_worker, response_fraction=response_fraction,
-        settings=settings, seed=seed, progress=progress,
+        max_response_atoms=max_response_atoms, settings=settings, seed=seed, progress=progress,
         metadata={"structures": "water", "sampling": parameters},
     )
 
