@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fpscf.atomic_files import atomic_path
 
 FORMAT_NAME = "fpscf-model"
 FORMAT_VERSION = 1
@@ -34,16 +35,8 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
         "hyperparameters": model.config.to_dict(),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"fpscf": json.dumps(header)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, make_parents=True) as temporary:
+        save_file(tensors, str(temporary), metadata={"fpscf": json.dumps(header)})
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:

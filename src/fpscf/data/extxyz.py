@@ -9,14 +9,16 @@ sign conventions are listed in :mod:`fpscf.data.labels`; stress may be given in 
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 import ase.io
 import torch
 from ase import Atoms
 
+from fpscf.atomic_files import atomic_write
 from fpscf.data.graph import AtomicGraph, atoms_to_graph
 from fpscf.data.labels import KeyMap, read_properties
 from fpscf.data.neighbors import Backend
@@ -123,18 +125,13 @@ def write_extxyz(path: str | os.PathLike[str], atoms_list: Atoms | list[Atoms]) 
     frames = [atoms_list] if isinstance(atoms_list, Atoms) else list(atoms_list)
     if not frames:
         raise ValueError(f"write_extxyz: no structures to write to '{path}'.")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            ase.io.write(stream, frames, format="extxyz")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    def write(stream: BinaryIO) -> None:
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
+        ase.io.write(text, frames, format="extxyz")
+        text.flush()
+        text.detach()
+
+    atomic_write(path, write, make_parents=True)
 
 
 __all__ = ["KeyMap", "load_dataset", "read_extxyz", "write_extxyz"]

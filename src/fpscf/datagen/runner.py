@@ -24,7 +24,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from fpscf.atomic_files import atomic_write
 from fpscf.data.extxyz import read_extxyz, write_extxyz
 from fpscf.datagen.water import DATA_EXTRA_HINT
 
@@ -578,18 +578,8 @@ def _versions(names: Iterable[str]) -> dict[str, str | None]:
 
 def _write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON to a temporary file in the same directory, then ``os.replace`` it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(value, stream, indent=2, default=_json_default)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    text = json.dumps(value, indent=2, default=_json_default) + "\n"
+    atomic_write(path, lambda stream: stream.write(text.encode("utf-8")), make_parents=True)
 
 
 def _json_default(value: Any) -> Any:

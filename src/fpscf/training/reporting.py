@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import io
 import json
 import math
 import os
 import shutil
-import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +29,8 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import numpy as np
+
+from fpscf.atomic_files import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 
 METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
@@ -49,71 +48,6 @@ PARITY_MAX_POINTS = 200_000
 # --------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _new_file_mode() -> int:
-    """Permissions a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(stream)`` on a temporary file next to ``path``, then move it onto ``path``.
-
-    If ``write`` (or anything before the move) raises, the temporary file is removed and an
-    existing ``path`` keeps its old content. The new file gets the permissions of the file it
-    replaces, or the usual umask-based ones (``mkstemp`` alone would give 0o600).
-    """
-    target = Path(path)
-    directory = target.parent
-    if not directory.is_dir():
-        raise FileNotFoundError(
-            f"cannot write {str(target)!r}: directory {str(directory)!r} does not exist; "
-            "create it first (e.g. Path(...).mkdir(parents=True))"
-        )
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = _new_file_mode()
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file next to it, then ``os.replace``).
-
-    Raises:
-        FileNotFoundError: the directory of ``path`` does not exist.
-    """
-    payload = bytes(data)
-    _atomic_write(path, lambda stream: stream.write(payload))
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically as UTF-8, byte for byte (no newline translation).
-
-    Raises:
-        FileNotFoundError: the directory of ``path`` does not exist.
-        UnicodeEncodeError: ``text`` cannot be encoded (e.g. a lone surrogate); ``path`` is
-            left as it was.
-    """
-    if not isinstance(text, str):
-        raise TypeError(
-            f"atomic_write_text expects str, got {type(text).__name__}; "
-            "use atomic_write_bytes for bytes"
-        )
-    _atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
-
-
 def atomic_savefig(figure: Any, path: str | os.PathLike[str], **savefig_kwargs: Any) -> None:
     """Save a matplotlib ``figure`` to ``path`` atomically.
 
@@ -122,7 +56,7 @@ def atomic_savefig(figure: Any, path: str | os.PathLike[str], **savefig_kwargs: 
     """
     suffix = Path(path).suffix.lstrip(".").lower()
     savefig_kwargs.setdefault("format", suffix or "png")
-    _atomic_write(path, lambda stream: figure.savefig(stream, **savefig_kwargs))
+    atomic_write(path, lambda stream: figure.savefig(stream, **savefig_kwargs))
 
 
 # --------------------------------------------------------------------------------------------
