@@ -233,3 +233,14 @@ def test_polarizability_of_linear_model_equals_closed_form_linear_response():
         alpha[a] = (d_p[:, :1] * positions + d_p[:, 1:4]).sum(0)
     analytic = response(model, atoms, ["polarizability"])["polarizability"][0]
     assert np.abs(analytic - alpha.numpy()).max() < 1e-9 * np.abs(analytic).max()
+
+
+def test_changing_only_the_field_in_atoms_info_recomputes():
+    atoms = water(periodic=False)
+    atoms.calc = FixedPointCalculator(small_model("linear"), scf_tolerance=1e-10)
+    first = atoms.get_potential_energy()
+    atoms.info["external_field"] = [0.0, 0.0, 0.2]
+    second = atoms.get_potential_energy()
+    assert abs(second - first) > 1e-4
+    atoms.info["external_field"] = list(FIELD)
+    assert atoms.get_potential_energy() == pytest.approx(first, abs=1e-9)

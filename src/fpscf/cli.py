@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | train | data | version``."""
+"""Command line: ``fpscf demo | train | data | spectra | version``."""
 
 from __future__ import annotations
 
@@ -115,6 +115,59 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spectra(args: argparse.Namespace) -> int:
+    """Run ``fpscf spectra``: normal modes (molecule) or Γ phonons with LO–TO (crystal), IR and Raman."""
+    from pathlib import Path
+
+    if args.model is None:
+        print("fpscf spectra: error: --model is required (no default model ships yet, issue E): "
+              "give a model file written by model.save or fpscf train, e.g. --model best.fpscf", file=sys.stderr)
+        return 2
+    try:
+        import ase.io
+
+        from fpscf import FixedPointCalculator
+        from fpscf.calculators.spectra import SpectraError, compute_spectra, write_spectra
+
+        if not Path(args.structure).is_file():
+            raise FileNotFoundError(f"structure file {args.structure!r} does not exist")
+        try:
+            atoms = ase.io.read(args.structure)
+        except Exception as error:  # ASE raises many types for unreadable files
+            raise ValueError(f"cannot read {args.structure!r} with ASE: {error}") from None
+        if args.width <= 0:
+            raise ValueError(f"--width must be positive (cm^-1), got {args.width}")
+        calculator = FixedPointCalculator(model=args.model, scf_tolerance=args.scf_tolerance,
+                                          acoustic_sum_rule=not args.no_asr)
+        options: dict = {"progress": lambda line: print(line, flush=True)}
+        if args.field is not None:
+            options["field"] = args.field
+        periodic = bool(atoms.pbc.all())
+        if periodic:
+            options.update(supercell=args.supercell or (1, 1, 1), q_direction=args.q_direction, bands=args.bands)
+        elif args.supercell or args.q_direction or args.bands:
+            raise ValueError("--supercell, --q-direction and --bands are for crystals (a fully periodic structure)")
+        kind = "crystal" if periodic else "molecule" if not atoms.pbc.any() else "partly periodic structure"
+        print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, {kind}; model {args.model}", flush=True)
+        spectra = compute_spectra(atoms, calculator, **options)
+        written = write_spectra(spectra, args.out, width=args.width, model=str(args.model))
+    except (FileNotFoundError, ValueError, SpectraError) as error:
+        print(f"fpscf spectra: error: {error}", file=sys.stderr)
+        return 2
+    modes, intensities = spectra.modes, spectra.intensities
+    print(f"\nfield {spectra.field.tolist()} V/Å, acoustic sum rule {'on' if spectra.acoustic_sum_rule else 'off'}, "
+          f"point group {spectra.point_group}, max |F| {spectra.max_force:.2e} eV/Å")
+    print(f"{'mode':>4} {'cm-1':>11} {'IR e2/amu':>11} {'km/mol':>10} {'Raman A4/amu':>13} {'depol':>6}  sym")
+    for k in range(len(modes.frequencies)):
+        if spectra.kind == "molecule" and modes.rigid[k]:
+            continue
+        print(f"{k + 1:>4} {modes.frequencies[k]:>11.2f} {intensities.ir_intensity[k]:>11.4e} "
+              f"{intensities.ir_intensity_km_per_mol[k]:>10.3f} {intensities.raman_activity[k]:>13.4e} "
+              f"{intensities.depolarization_ratio[k]:>6.3f}  {modes.symmetry[k]}{'  (acoustic)' if spectra.kind == 'crystal' and modes.rigid[k] else ''}")
+    print(f"\nwritten to {args.out}: {', '.join(path.name for path in written)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fpscf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +203,29 @@ def main(argv: list[str] | None = None) -> int:
     water.add_argument("--basis", help="DFT basis (default: DFTSettings)")
     water.add_argument("--xc", help="DFT functional (default: DFTSettings)")
     water.set_defaults(func=_data)
+    spectra = sub.add_parser(
+        "spectra", help="IR/Raman spectra: fpscf spectra STRUCTURE --model M --out DIR",
+        description="Molecules (non-periodic): normal modes from the exact Hessian. Crystals (periodic): phonopy "
+                    "phonons at Γ with the non-analytical (LO–TO) correction. IR intensities from Born charges, "
+                    "Raman activities from Raman tensors; files in --out (modes.csv, spectrum.csv/.png, summary.json, "
+                    "phonopy.yaml and BORN for crystals).",
+    )
+    spectra.add_argument("structure", help="structure file ASE reads (periodic: crystal workflow)")
+    spectra.add_argument("--model", help="model file (required until a default model ships)")
+    spectra.add_argument("--out", required=True, help="output directory")
+    spectra.add_argument("--supercell", type=int, nargs=3, metavar=("A", "B", "C"),
+                         help="crystal supercell for the force constants (default 1 1 1)")
+    spectra.add_argument("--field", type=float, nargs=3, metavar=("EX", "EY", "EZ"),
+                         help="applied electric field, V/Å (default: the structure's external_field or zero)")
+    spectra.add_argument("--width", type=float, default=10.0, help="Lorentzian FWHM, cm^-1 (default 10)")
+    spectra.add_argument("--bands", action="store_true", help="crystal: also the phonon band structure (bands.png)")
+    spectra.add_argument("--q-direction", type=float, nargs=3, metavar=("QX", "QY", "QZ"),
+                         help="crystal: q -> 0 direction for LO–TO splitting at Γ, reduced reciprocal coordinates "
+                              "(phonopy's convention; default: none, the analytic TO modes)")
+    spectra.add_argument("--no-asr", action="store_true",
+                         help="do not enforce the acoustic sum rules (Born charges, Raman tensors, force constants)")
+    spectra.add_argument("--scf-tolerance", type=float, default=1e-8, help="SCF tolerance (default 1e-8)")
+    spectra.set_defaults(func=_spectra)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
     args, extra = parser.parse_known_args(argv)

@@ -22,3 +22,21 @@ ATOMIC_UNIT_POLARIZABILITY: float = BOHR**2 / HARTREE
 ATOMIC_UNIT_FIELD: float = HARTREE / BOHR
 #: Smallest interatomic distance accepted in input structures, in Å.
 MIN_INTERATOMIC_DISTANCE: float = 0.1
+
+# SI values (CODATA 2018) for the vibrational-spectroscopy conversions below.
+_ELEMENTARY_CHARGE_SI = 1.602176634e-19  # C
+_ATOMIC_MASS_SI = 1.66053906660e-27  # kg
+_SPEED_OF_LIGHT_SI = 299792458.0  # m/s
+_AVOGADRO_SI = 6.02214076e23  # 1/mol
+_VACUUM_PERMITTIVITY_SI = 8.8541878128e-12  # F/m
+#: Wavenumber (cm⁻¹) of an eigenvalue λ = 1 eV/(Å² amu) of the mass-weighted Hessian:
+#: ν̃ = sqrt(λ)/(2π c), ≈ 521.47 cm⁻¹.
+WAVENUMBER_PER_SQRT_EV_A2_AMU: float = (
+    (_ELEMENTARY_CHARGE_SI * 1e20 / _ATOMIC_MASS_SI) ** 0.5 / (2 * 3.141592653589793 * _SPEED_OF_LIGHT_SI * 100)
+)
+#: IR intensity (integrated molar absorption coefficient) in km/mol of |∂D/∂Q|² = 1 e²/amu:
+#: A = N_A/(12 ε0 c²) |∂D/∂Q|² (SI), ≈ 974.88 km/mol.
+IR_INTENSITY_KM_PER_MOL: float = (
+    _AVOGADRO_SI / (12 * _VACUUM_PERMITTIVITY_SI * _SPEED_OF_LIGHT_SI**2)
+    * _ELEMENTARY_CHARGE_SI**2 / _ATOMIC_MASS_SI / 1e3
+)

@@ -29,7 +29,10 @@ RESPONSE_NEEDED = {
     "raman_tensors": "raman_tensors",
     "virials": "virials",
     "stresses": "virials",
+    "hessian": "hessian",
 }
+# atoms.info keys that are inputs of the model (a change means a new calculation).
+INFO_INPUTS = ("external_field", "total_charge", "magnetic_field", "fermi_level")
 PERIODIC_ONLY = ("stress", "stresses", "dielectric_tensor", "polarization", "polarization_quantum")
 
 
@@ -57,6 +60,7 @@ class FixedPointCalculator(Calculator):
     - ``raman_tensors`` ∂α_ab/∂R_{I,c} (N,3,3,3) e·Å/V, indexed [I, c, a, b]
     - ``polarization`` D/Ω (3,) e/Å² on the branch nearest zero, with ``polarization_quantum``
       (3,3) e/Å², rows e·a_j/Ω (periodic cells only); ``dipole`` for molecules and cells alike
+    - ``hessian`` ∂²E/∂R∂R = −∂F/∂R (3N,3N) eV/Å², index 3I + b (exact; symmetric to solver precision)
     - ``virials`` W_I = −∂E_I/∂η (N,3,3) eV, summing to the global virial −stress·Ω; ``stresses``
       −W_I/Ω in ASE's Voigt order (N,6) eV/Å³, summing to ``stress`` (periodic cells only)
 
@@ -68,6 +72,7 @@ class FixedPointCalculator(Calculator):
         "energy", "free_energy", "forces", "stress", "energies", "dipole", "charges",
         "atomic_multipoles", "fermi_level", "polarizability", "dielectric_tensor", "polarization",
         "polarization_quantum", "born_effective_charges", "raman_tensors", "virials", "stresses",
+        "hessian",
     ]
     default_parameters: dict[str, Any] = {}
 
@@ -125,6 +130,19 @@ class FixedPointCalculator(Calculator):
         if model is None:
             raise ValueError("FixedPointCalculator needs model=<FixedPointModel or path to a model file>")
         raise TypeError(f"model must be a FixedPointModel or a path, got {type(model).__name__}")
+
+    def check_state(self, atoms: Any, tol: float = 1e-15) -> list[str]:
+        """ASE's comparison plus the inputs read from ``atoms.info`` (applied fields, total charge,
+        Fermi level): changing the field on the same geometry must not return stale results."""
+        changes = list(super().check_state(atoms, tol))
+        if self.atoms is not None and "info" not in changes:
+            old, new = self.atoms.info, atoms.info
+            for key in INFO_INPUTS:
+                a, b = old.get(key), new.get(key)
+                if (a is None) != (b is None) or (a is not None and not np.array_equal(np.asarray(a), np.asarray(b))):
+                    changes.append("info")
+                    break
+        return changes
 
     def get_properties(self, names: list[str], atoms: Any = None) -> dict[str, Any]:
         """Several properties from one SCF and one set of derivative passes, e.g.
@@ -223,6 +241,8 @@ class FixedPointCalculator(Calculator):
             if self.acoustic_sum_rule:
                 raman = raman - raman.mean(dim=0, keepdim=True)
             results["raman_tensors"] = to_np(raman)
+        if "hessian" in out:
+            results["hessian"] = to_np(out["hessian"])
         if "virials" in out:
             virials = to_np(out["virials"])
             results["virials"] = virials

@@ -8,6 +8,8 @@ are exact at any order (no finite differences, no truncated unroll):
 - ``polarizability`` α_ab = −∂²E/∂ε_a∂ε_b = ∂D_b/∂ε_a (B,3,3) e·Å²/V
 - ``born_effective_charges`` Z*_{I,ab} = −∂²E/∂ε_a∂R_{I,b} = ∂F_{I,b}/∂ε_a = ∂D_a/∂R_{I,b} (N,3,3) e
 - ``raman_tensors`` R_{I,c,ab} = ∂α_ab/∂R_{I,c} (N,3,3,3) e·Å/V
+- ``hessian`` H_{Ib,Jc} = ∂²E/∂R_{I,b}∂R_{J,c} = −∂F_{I,b}/∂R_{J,c} (3N,3N) eV/Å², row and column
+  index 3I + b (one backward pass of the forces per row; not symmetrised: H − Hᵀ is the solver error)
 - ``virials`` W_I = −∂E_I/∂η (N,3,3) eV, the change of atom I's energy under a homogeneous
   deformation of the whole system (all atoms and the cell move, the SCF density responds). They sum
   to the global virial ``W = −∂E/∂η = −stress·Ω``. For a pair potential this is LAMMPS' and ASE's
@@ -28,7 +30,7 @@ import torch
 from fpscf.data.graph import AtomicGraph
 from fpscf.units import VACUUM_PERMITTIVITY
 
-RESPONSE_PROPERTIES = ("polarizability", "born_effective_charges", "raman_tensors", "virials")
+RESPONSE_PROPERTIES = ("polarizability", "born_effective_charges", "raman_tensors", "virials", "hessian")
 FIELD_RESPONSE = ("polarizability", "born_effective_charges", "raman_tensors")
 
 
@@ -55,7 +57,7 @@ def evaluate_response(
         compute_forces=True,
         compute_stress=True,
         compute_dipole=True,
-        create_graph=field_order > 1 or per_atom_virials,
+        create_graph=field_order > 1 or per_atom_virials or "hessian" in wanted,
         **model_kwargs,
     )
     inputs = out["differentiable_inputs"]
@@ -68,6 +70,8 @@ def evaluate_response(
             out["raman_tensors"] = raman
     if per_atom_virials:
         out["virials"] = _per_atom_virials(out["node_energy"], strain)
+    if "hessian" in wanted:
+        out["hessian"] = _position_hessian(out["forces"], positions)
     return out
 
 
@@ -113,6 +117,18 @@ def _field_derivatives(
                 raman[:, :, a, b] = column
         del d_positions, d_field
     return born, alpha, raman
+
+
+def _position_hessian(forces: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """H = −∂F/∂R (3N,3N) eV/Å² from 3N backward passes of the forces (built with create_graph),
+    each through the implicit layer's adjoint solve. Row 3I + b is −∂F_{I,b}/∂R. Detached."""
+    n_atoms = positions.shape[0]
+    hessian = positions.new_zeros(3 * n_atoms, 3 * n_atoms)
+    for index in range(n_atoms):
+        for b in range(3):
+            (row,) = _grad(forces[index, b], [positions], create_graph=False)
+            hessian[3 * index + b] = -row.reshape(-1)
+    return hessian
 
 
 def _per_atom_virials(node_energy: torch.Tensor, strain: torch.Tensor) -> torch.Tensor:
