@@ -19,37 +19,12 @@ from ase.build import molecule
 from fpscf import FixedPointCalculator, build_model, load_model
 from fpscf.data import atoms_to_graph, collate
 from fpscf.data.extxyz import write_extxyz
+from fpscf.datagen.synthetic import TEACHER_ARCHITECTURE as ARCHITECTURE
+from fpscf.datagen.synthetic import teacher_structures
 from fpscf.training.config import FixedPointOptions, SCFOptions, load_config
 from fpscf.training.forward import predict
 from fpscf.training.losses import compute_losses
 from fpscf.training.trainer import Trainer, TrainingError
-
-ARCHITECTURE = dict(r_max=3.5, num_channels=8, max_L=1, num_interactions=1, atomic_multipoles_max_l=1,
-                    fixedpoint_update_config={"nonlinearity_cls": "MLPNonLinearity"})
-
-
-def teacher_structures(n: int, seed: int) -> list:
-    """Water monomers and dimers, rattled, some in a field, labelled by a random 'teacher' model."""
-    rng = np.random.default_rng(seed)
-    teacher = build_model([1, 8], seed=101, **ARCHITECTURE)
-    calc = FixedPointCalculator(teacher, scf_tolerance=1e-10)
-    structures = []
-    for k in range(n):
-        atoms = molecule("H2O")
-        if k % 3 == 2:
-            other = molecule("H2O")
-            other.positions += [2.9, 0.2, 0.1]
-            atoms += other
-        atoms.rattle(0.08, seed=int(rng.integers(1 << 30)))
-        if k % 2:
-            atoms.info["external_field"] = list(rng.normal(scale=0.05, size=3))
-        calc.calculate(atoms, ["energy"])
-        atoms.info.update(energy=calc.results["energy"], dipole=calc.results["dipole"], fermi_level=calc.results["fermi_level"])
-        atoms.arrays["forces"] = calc.results["forces"]
-        atoms.arrays["atomic_multipoles"] = calc.results["atomic_multipoles"]
-        atoms.calc = None
-        structures.append(atoms)
-    return structures
 
 
 @pytest.fixture(scope="module")
