@@ -64,6 +64,9 @@ class DFTSettings:
         verbose: PySCF verbosity (0 silent, 4 per-cycle SCF output).
         max_cycle: maximum DIIS iterations (if DIIS fails, a second-order solver and a second
             DIIS run of at least 50 iterations are tried before giving up).
+        density_fit: density fitting of the Coulomb and exchange integrals (RI-JK with PySCF's
+            default JK-fit auxiliary basis for the orbital basis): several times faster for
+            clusters, errors of ~1e-5 Eh in energies and consistent analytic forces.
     """
 
     xc: str = "b3lyp"
@@ -77,6 +80,7 @@ class DFTSettings:
     threads: int | None = None
     verbose: int = 0
     max_cycle: int = 100
+    density_fit: bool = True
 
     @property
     def is_hf(self) -> bool:
@@ -220,6 +224,8 @@ def _make_scf(mol, settings: DFTSettings, field_au: np.ndarray):
     else:
         mf = dft.RKS(mol, xc=settings.xc)
         mf.grids.level = settings.grid_level
+    if settings.density_fit:
+        mf = mf.density_fit()
     mf.conv_tol = settings.conv_tol
     mf.conv_tol_grad = settings.conv_tol_grad
     mf.max_cycle = settings.max_cycle
