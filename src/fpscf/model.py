@@ -188,15 +188,38 @@ class FixedPointModel(torch.nn.Module):
     def density_field_features(self, graph: AtomicGraph, multipoles: torch.Tensor) -> torch.Tensor:
         """Unnormalised field features (N, W, (L_f+1)²) of a given density (N, K) and the applied
         field: what the SCF update reads, without the Fermi-level shift. Used for feature statistics."""
+        field = graph.external_field.to(graph.positions.dtype)
+        geometry, external = self._field_sources(graph, graph.positions, graph.cell, field)
+        return self._potential_features(geometry, external, multipoles)[1]
+
+    def _field_sources(
+        self, graph: AtomicGraph, positions: torch.Tensor, cell: torch.Tensor, field: torch.Tensor
+    ) -> tuple[Any, torch.Tensor]:
+        """Electrostatic geometry of the structures and the applied-field features (N, 1+W, (L+1)²)
+        of the field (B,3) V/Å at ``positions`` (N,3) Å."""
         boundary = [
             resolve_boundary([bool(v) for v in graph.pbc[b].tolist()], self.config.electrostatic_pbc_method, b)
             for b in range(graph.num_graphs)
         ]
-        geometry = self.electrostatics.prepare(graph.positions, graph.cell, graph.batch, boundary)
+        geometry = self.electrostatics.prepare(positions, cell, graph.batch, boundary)
+        external = applied_field_features(positions, field[graph.batch], self.electrostatics.config.max_l)
+        return geometry, external
+
+    def _potential_features(
+        self, geometry: Any, external: torch.Tensor, multipoles: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hartree potential channels (N, 1+W, (L+1)²) of the density and the unnormalised field
+        features (N, W, (L_f+1)²) the update reads (Hartree + applied field, no μ shift)."""
         size_f = (self.config.field_feature_max_l + 1) ** 2
-        field = graph.external_field.to(graph.positions.dtype)[graph.batch]
-        external = applied_field_features(graph.positions, field, self.electrostatics.config.max_l)
-        return self.electrostatics.potential(geometry, multipoles)[:, 1:, :size_f] + external[:, :, :size_f]
+        hartree = self.electrostatics.potential(geometry, multipoles)
+        return hartree, hartree[:, 1:, :size_f] + external[:, :, :size_f]
+
+    def _update_features(self, base: torch.Tensor, mu: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Features the update reads: ``base`` with the Fermi level μ (B,) V added to the l = 0
+        potentials, normalised by the feature norms."""
+        shift = torch.zeros_like(base)
+        shift[..., 0] = mu[batch][:, None]
+        return self._normalise(base + shift)
 
     def _normalise(self, features: torch.Tensor) -> torch.Tensor:
         lf = self.config.field_feature_max_l
@@ -279,28 +302,17 @@ class FixedPointModel(torch.nn.Module):
         local = torch.cat(pieces, dim=-1) * scale
         local = torch.nn.functional.pad(local, (0, self.num_coefficients - local.shape[1]))
 
-        boundary = [
-            resolve_boundary([bool(v) for v in graph.pbc[b].tolist()], self.config.electrostatic_pbc_method, b)
-            for b in range(n_graphs)
-        ]
-        geometry = self.electrostatics.prepare(graph_positions, cell, batch, boundary)
         field_input = graph.external_field.to(positions.dtype)
         if compute_dipole:
             field_input = field_input.detach().requires_grad_(True)
-        field = field_input[batch]
-        lf = self.config.field_feature_max_l
-        size_f = (lf + 1) ** 2
-        external = applied_field_features(graph_positions, field, self.electrostatics.config.max_l)
+        geometry, external = self._field_sources(graph, graph_positions, cell, field_input)
         total_charge = graph.total_charge.to(positions.dtype)
 
         def base_features(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            hartree = self.electrostatics.potential(geometry, p)
-            return hartree, hartree[:, 1:, :size_f] + external[:, :, :size_f]
+            return self._potential_features(geometry, external, p)
 
         def shifted(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-            mu_part = torch.zeros_like(base)
-            mu_part[..., 0] = mu[batch][:, None]
-            return self._normalise(base + mu_part)
+            return self._update_features(base, mu, batch)
 
         def response(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
             return local + self.update(node_scalars, node_feats, shifted(base, mu), update_edges)
@@ -467,10 +479,7 @@ class FixedPointModel(torch.nn.Module):
         def density_map(p: torch.Tensor, mu: torch.Tensor, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
             (local, scalars, feats, edges, geometry, external), _, _ = rebuild(tensors[: len(context_tensors)])
             params = dict(zip(names, tensors[len(context_tensors) :]))
-            base = self.electrostatics.potential(geometry, p)[:, 1:, :size_f] + external[:, :, :size_f]
-            shift = torch.zeros_like(base)
-            shift[..., 0] = mu[batch][:, None]
-            features = self._normalise(base + shift)
+            features = self._update_features(self._potential_features(geometry, external, p)[1], mu, batch)
             return local + torch.func.functional_call(self.update, params, (scalars, feats, features, edges))
 
         def charge_error(p_new: torch.Tensor, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -63,7 +63,7 @@ def evaluate_response(
     inputs = out["differentiable_inputs"]
     positions, field, strain = inputs["positions"], inputs["field"], inputs["strain"]
     if field_order > 1:
-        born, alpha, raman = _field_derivatives(out["dipole"], positions, field, with_raman=field_order > 2)
+        born, alpha, raman = field_derivatives(out["dipole"], positions, field, with_raman=field_order > 2)
         out["born_effective_charges"] = born
         out["polarizability"] = alpha
         if raman is not None:
@@ -80,43 +80,34 @@ def _grad(output: torch.Tensor, inputs: list[torch.Tensor], create_graph: bool) 
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
 
-def born_charges_and_polarizability(
-    dipole: torch.Tensor, positions: torch.Tensor, field: torch.Tensor, create_graph: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Born charges (N,3,3) and polarizability (B,3,3) from three backward passes of D_a, kept
-    differentiable when ``create_graph`` (training on these properties)."""
-    born_rows, alpha_cols = [], []
-    for a in range(3):
-        d_positions, d_field = _grad(dipole[:, a].sum(), [positions, field], create_graph)
-        born_rows.append(d_positions)  # ∂D_a/∂R_{I,b} = Z*_{I,ab}
-        alpha_cols.append(d_field)  # ∂D_a/∂ε_b = α_ba
-    return torch.stack(born_rows, dim=1), torch.stack(alpha_cols, dim=2)
-
-
-def _field_derivatives(
-    dipole: torch.Tensor, positions: torch.Tensor, field: torch.Tensor, with_raman: bool
+def field_derivatives(
+    dipole: torch.Tensor,
+    positions: torch.Tensor,
+    field: torch.Tensor,
+    *,
+    with_raman: bool = False,
+    keep_graph: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Born charges (N,3,3), polarizability (B,3,3) and, on request, Raman tensors (N,3,3,3).
 
-    One field direction at a time: the graph of ``∂D_a/∂(R, ε)`` is kept only while the Raman
-    columns ``∂α_ba/∂R`` (b ≥ a; α is symmetric) are taken from it, which bounds the memory of
-    the third derivatives to one direction's graph. Values are detached.
+    Three backward passes of D_a give ``Z*_{I,ab} = ∂D_a/∂R_{I,b}`` and ``α_ba = ∂D_a/∂ε_b``. The
+    Raman columns ``∂α_ba/∂R`` (b ≥ a; α is symmetric) are taken from one field direction's graph
+    before the next is built, which bounds the memory of the third derivatives. ``keep_graph``
+    keeps Z* and α differentiable (training on them); otherwise they are detached.
     """
-    n_atoms = positions.shape[0]
-    born = positions.new_zeros(n_atoms, 3, 3)
-    alpha = field.new_zeros(field.shape[0], 3, 3)
-    raman = positions.new_zeros(n_atoms, 3, 3, 3) if with_raman else None
+    born_rows, alpha_cols = [], []
+    raman = positions.new_zeros(positions.shape[0], 3, 3, 3) if with_raman else None
     for a in range(3):
-        d_positions, d_field = _grad(dipole[:, a].sum(), [positions, field], create_graph=with_raman)
-        born[:, a, :] = d_positions.detach()
-        alpha[:, :, a] = d_field.detach()
+        d_positions, d_field = _grad(dipole[:, a].sum(), [positions, field], create_graph=keep_graph or with_raman)
         if raman is not None:
             for b in range(a, 3):
                 (column,) = _grad(d_field[:, b].sum(), [positions], create_graph=False)
                 raman[:, :, b, a] = column
                 raman[:, :, a, b] = column
+        born_rows.append(d_positions if keep_graph else d_positions.detach())
+        alpha_cols.append(d_field if keep_graph else d_field.detach())
         del d_positions, d_field
-    return born, alpha, raman
+    return torch.stack(born_rows, dim=1), torch.stack(alpha_cols, dim=2), raman
 
 
 def _position_hessian(forces: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from fpscf.calculators.response import born_charges_and_polarizability
+from fpscf.calculators.response import field_derivatives
 from fpscf.data.graph import AtomicGraph
 from fpscf.scf.settings import SCFSettings
 from fpscf.training.config import FixedPointOptions, SCFOptions
@@ -87,7 +87,7 @@ def predict(
         )
         if field_response:
             inputs = out["differentiable_inputs"]
-            born, alpha = born_charges_and_polarizability(out["dipole"], inputs["positions"], inputs["field"], create_graph=training)
+            born, alpha, _ = field_derivatives(out["dipole"], inputs["positions"], inputs["field"], keep_graph=training)
             out["born_effective_charges"] = born
             out["polarizability"] = alpha
         if "fixedpoint_scf_stability" in losses:

@@ -78,10 +78,6 @@ def compute_losses(predictions: dict[str, Any], graph: AtomicGraph, weights: dic
     return total, terms
 
 
-def _atoms_per_structure(graph: AtomicGraph) -> torch.Tensor:
-    return (graph.ptr[1:] - graph.ptr[:-1]).to(graph.positions.dtype)
-
-
 def _structure_mask(graph: AtomicGraph, label: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask (B,) bool and weight (B,) of one label."""
     mask = graph.label_masks.get(label)
@@ -105,7 +101,7 @@ def _weighted(errors: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) ->
 
 def _loss(name: str, out: dict[str, Any], graph: AtomicGraph) -> LossTerm | None:
     batch = graph.batch
-    n_atoms = _atoms_per_structure(graph)
+    n_atoms = graph.num_atoms_per_graph.to(graph.positions.dtype)
     if name == "total_charge_per_atom":
         charge = out["charges"].new_zeros(graph.num_graphs).index_add(0, batch, out["charges"])
         errors = (charge - graph.total_charge.to(charge.dtype)) / n_atoms

@@ -28,6 +28,7 @@ import yaml
 from fpscf.config import ModelConfig
 from fpscf.data.extxyz import load_dataset, read_extxyz
 from fpscf.data.graph import AtomicGraph, collate
+from fpscf.data.labels import PER_ATOM_LABELS
 from fpscf.model import FixedPointModel, build_model
 from fpscf.model_io import save_model
 from fpscf.training.config import StageConfig, TrainingConfig
@@ -219,7 +220,9 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = stage.lr
             train_stats = self._train_epoch(model, optimizer, train, stage, epoch)
-            valid_stats = self._evaluate(model, valid, stage)
+            # At a stage's last epoch the validation pass also keeps reference/prediction pairs
+            # for the parity plot, so the validation set is evaluated once per epoch.
+            valid_stats, pairs = self._evaluate(model, valid, stage, keep=config.plot and epoch == stage.end)
             metrics.extend(train_stats.records(epoch, stage.name, "train"))
             metrics.extend(valid_stats.records(epoch, stage.name, "valid"))
             if valid_stats.loss < best:
@@ -234,7 +237,7 @@ class Trainer:
                 self._say(f"\nstage {stage.index} '{stage.name}' (epochs {stage.start}–{stage.end}, mode "
                           f"{stage.fixed_point_training_options.mode}) done:\n" + metrics.stage_table(stage.name, UNITS))
                 if config.plot:
-                    self._parity(model, valid, stage)
+                    self._parity(pairs, stage)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(epoch)
         final = self.output_dir / "final.fpscf"
@@ -268,7 +271,10 @@ class Trainer:
         bar.close()
         return stats
 
-    def _evaluate(self, model: FixedPointModel, graphs: list[AtomicGraph], stage: StageConfig, keep: bool = False) -> Any:
+    def _evaluate(
+        self, model: FixedPointModel, graphs: list[AtomicGraph], stage: StageConfig, keep: bool = False
+    ) -> tuple[_Accumulator, dict[str, tuple[list[np.ndarray], list[np.ndarray]]]]:
+        """Validation metrics, and (``keep``) reference/prediction arrays per loss for parity plots."""
         model.eval()
         stats = _Accumulator()
         losses = {name for name, w in stage.loss.items() if w > 0}
@@ -279,11 +285,10 @@ class Trainer:
             stats.add(float(total.detach()), terms)
             if keep:
                 for name, term in terms.items():
-                    _collect_pair(pairs, name, out, batch, term)
-        return (stats, pairs) if keep else stats
+                    _collect_pair(pairs, name, batch, term)
+        return stats, pairs
 
-    def _parity(self, model: FixedPointModel, valid: list[AtomicGraph], stage: StageConfig) -> None:
-        _, pairs = self._evaluate(model, valid, stage, keep=True)
+    def _parity(self, pairs: dict[str, tuple[list[np.ndarray], list[np.ndarray]]], stage: StageConfig) -> None:
         data = {name: (np.concatenate(ref), np.concatenate(pred)) for name, (ref, pred) in pairs.items()}
         plot_parity(self.output_dir / f"parity_{stage.name}.png", data, UNITS, title=f"validation, stage {stage.name}")
 
@@ -302,7 +307,7 @@ class Trainer:
             print(text, file=sys.stderr, flush=True)
 
 
-def _collect_pair(pairs: dict, name: str, out: dict[str, Any], batch: AtomicGraph, term: LossTerm) -> None:
+def _collect_pair(pairs: dict, name: str, batch: AtomicGraph, term: LossTerm) -> None:
     """Reference and prediction arrays of one loss, for parity plots (prediction = ref + error)."""
     label = LOSS_LABELS[name]
     errors = term.errors.detach().cpu().numpy().reshape(-1)
@@ -310,13 +315,13 @@ def _collect_pair(pairs: dict, name: str, out: dict[str, Any], batch: AtomicGrap
         reference = np.zeros_like(errors)
     else:
         mask = batch.label_masks[label]
-        if label in ("forces", "charges", "atomic_multipoles", "born_effective_charges", "esps", "field_features"):
+        if label in PER_ATOM_LABELS:
             mask = mask[batch.batch]
         reference = batch.labels[label][mask].detach().cpu().numpy()
         if name == "atomic_multipoles":
             reference = reference[:, : term.errors.shape[1]]
         if name in ("energy_per_atom", "dipole_per_atom", "fermi_level_per_atom"):
-            atoms = (batch.ptr[1:] - batch.ptr[:-1]).to(torch.float64)[mask].cpu().numpy()
+            atoms = batch.num_atoms_per_graph.to(torch.float64)[mask].cpu().numpy()
             reference = reference / (atoms if reference.ndim == 1 else atoms[:, None])
         reference = reference.reshape(-1)
     ref_list, pred_list = pairs.setdefault(name, ([], []))
