@@ -244,3 +244,28 @@ def test_changing_only_the_field_in_atoms_info_recomputes():
     assert abs(second - first) > 1e-4
     atoms.info["external_field"] = list(FIELD)
     assert atoms.get_potential_energy() == pytest.approx(first, abs=1e-9)
+
+
+def test_per_atom_virials_are_minus_strain_derivatives_of_per_atom_energies():
+    model, atoms, out = analytic("manybody", True)
+    eta = 1e-5
+    for a, b in [(0, 0), (1, 2)]:
+        strain = np.eye(3)
+        strain[a, b] += eta / 2
+        strain[b, a] += eta / 2
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+        minus.set_cell(atoms.cell.array @ (2 * np.eye(3) - strain), scale_atoms=True)
+        fd = -(response(model, plus)["node_energy"] - response(model, minus)["node_energy"]) / (2 * eta)
+        assert np.abs(out["virials"][:, a, b] - fd).max() < 1e-4 * np.abs(out["virials"]).max()
+
+
+def test_bad_mode_options_are_clear_errors():
+    model, atoms = small_model("linear"), water(False)
+    graph = atoms_to_graph(atoms, model.config.r_max, species=model.atomic_numbers)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        model(graph, mode="unrolled")
+    with pytest.raises(ValueError, match="unroll_steps"):
+        model(graph, mode="unroll_scf", unroll_steps=0)
+    with pytest.raises(TypeError, match="acoustic_sum_rule"):
+        FixedPointCalculator(model, acoustic_sum_rule="yes")

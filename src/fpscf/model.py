@@ -267,6 +267,8 @@ class FixedPointModel(torch.nn.Module):
         """
         if mode not in FIXED_POINT_MODES:
             raise ValueError(f"mode must be one of {FIXED_POINT_MODES}, got {mode!r}")
+        if mode == "unroll_scf" and (not isinstance(unroll_steps, int) or unroll_steps < 1):
+            raise ValueError(f"unroll_steps must be an integer ≥ 1 for mode 'unroll_scf', got {unroll_steps!r}")
         settings = settings or SCFSettings()
         n_graphs = graph.num_graphs
         batch = graph.batch

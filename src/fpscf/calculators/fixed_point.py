@@ -115,6 +115,8 @@ class FixedPointCalculator(Calculator):
             on_failure=on_scf_failure,
             verbose=verbose,
         )
+        if not isinstance(acoustic_sum_rule, bool):
+            raise TypeError(f"acoustic_sum_rule must be True or False, got {acoustic_sum_rule!r}")
         self.acoustic_sum_rule = acoustic_sum_rule
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
 

@@ -134,6 +134,8 @@ def generate_dataset(
         raise ValueError(f"threads_per_worker = {threads_per_worker!r}: expected an integer >= 1.")
     if not 0.0 <= response_fraction <= 1.0:
         raise ValueError(f"response_fraction = {response_fraction!r}: expected a fraction in [0, 1].")
+    if not isinstance(max_response_atoms, (int, np.integer)) or max_response_atoms < 1:
+        raise ValueError(f"max_response_atoms = {max_response_atoms!r}: expected an integer >= 1.")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed = {seed!r}: expected a non-negative integer.")
     settings = _resolve_settings(method, settings)
