@@ -57,6 +57,11 @@ _FIXED_POINT_KEYS: tuple[str, ...] = ("mode", "scf")
 _MAX_Z = 118
 
 
+AVERAGE = "average"
+#: Model options that may be given as ``"average"``: estimated from the training set when training starts.
+ESTIMATED_OPTIONS = ("atomic_energies", "avg_num_neighbors", "atom_density_scaling", "field_feature_norms")
+
+
 class ConfigError(ValueError):
     """A training config is invalid; the message names the key path, the value and the fix."""
 
@@ -495,7 +500,9 @@ def _parse_model(data: Any, path: str, atomic_numbers: tuple[int, ...] | None) -
     model: dict[str, Any] = {}
     for name, value in data.items():
         kind, key_path = types[name], f"{path}.{name}"
-        if kind == "float":
+        if name in ESTIMATED_OPTIONS and value == AVERAGE:
+            pass  # estimated from the training data when the trainer starts
+        elif kind == "float":
             value = _float(value, key_path)
         elif kind == "int":
             value = _int(value, key_path)

@@ -65,11 +65,24 @@ class LossTerm:
     errors: torch.Tensor
 
 
+def losses_with_data(names: set[str], graph: AtomicGraph) -> set[str]:
+    """The losses of ``names`` that some structure of ``graph`` has a label for (losses without a
+    label, such as the total charge, always), so a batch never pays for outputs it cannot use."""
+    kept = set()
+    for name in names:
+        label = LOSS_LABELS[name]
+        mask = graph.label_masks.get(label) if label is not None else None
+        if label is None or (mask is not None and bool(mask.any())):
+            kept.add(name)
+    return kept
+
+
 def compute_losses(predictions: dict[str, Any], graph: AtomicGraph, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, LossTerm]]:
     """Total loss Σ weight·loss and the terms of every loss with weight > 0 that has data here."""
     terms: dict[str, LossTerm] = {}
-    for name, weight in weights.items():
-        if weight <= 0:
+    active = losses_with_data({name for name, weight in weights.items() if weight > 0}, graph)
+    for name in weights:
+        if name not in active:
             continue
         term = _loss(name, predictions, graph)
         if term is not None:

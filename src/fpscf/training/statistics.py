@@ -9,9 +9,9 @@ import torch
 from ase.data import chemical_symbols
 
 from fpscf.data.graph import AtomicGraph, collate
+from fpscf.training.config import AVERAGE
 from fpscf.training.forward import reference_multipoles
 
-AVERAGE = "average"
 
 
 class StatisticsError(ValueError):

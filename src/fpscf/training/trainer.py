@@ -32,8 +32,8 @@ from fpscf.data.labels import PER_ATOM_LABELS
 from fpscf.model import FixedPointModel, build_model
 from fpscf.model_io import save_model
 from fpscf.training.config import StageConfig, TrainingConfig
-from fpscf.training.forward import predict
-from fpscf.training.losses import LOSS_LABELS, UNITS, LossTerm, compute_losses
+from fpscf.training.forward import NEEDS_FIELD_RESPONSE, predict
+from fpscf.training.losses import LOSS_LABELS, UNITS, LossTerm, compute_losses, losses_with_data
 from fpscf.training.reporting import (
     MetricRecord,
     MetricsLog,
@@ -248,8 +248,22 @@ class Trainer:
         return TrainingResult(self.output_dir, self.output_dir / "best.fpscf", final, {k: r.rmse for k, r in last.items()})
 
     def _batches(self, graphs: list[AtomicGraph], size: int, generator: torch.Generator | None) -> list[AtomicGraph]:
-        order = torch.randperm(len(graphs), generator=generator).tolist() if generator is not None else list(range(len(graphs)))
-        return [collate([graphs[i] for i in order[k : k + size]]).to(device=self.device) for k in range(0, len(order), size)]
+        """Batches of ``size`` structures (shuffled by ``generator``, in order without one).
+
+        Structures with field-response labels (α, Z*: several extra derivative passes through the
+        SCF) are batched only with each other, so the other batches skip those passes."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, graph in enumerate(graphs):
+            groups.setdefault(_response_labels(graph), []).append(index)
+        chunks: list[list[int]] = []
+        for key in sorted(groups):
+            members = groups[key]
+            if generator is not None:
+                members = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]
+            chunks.extend(members[k : k + size] for k in range(0, len(members), size))
+        if generator is not None:
+            chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
+        return [collate([graphs[i] for i in chunk]).to(device=self.device) for chunk in chunks]
 
     def _train_epoch(self, model: FixedPointModel, optimizer: torch.optim.Optimizer, train: list[AtomicGraph], stage: StageConfig, epoch: int) -> _Accumulator:
         model.train()
@@ -260,7 +274,7 @@ class Trainer:
         bar = ProgressBar(len(batches), f"[{stage.name}] epoch {epoch + 1}/{self.config.num_epochs}", enabled=self.config.progress)
         for batch in batches:
             optimizer.zero_grad(set_to_none=True)
-            out = predict(model, batch, stage.fixed_point_training_options, losses, training=True)
+            out = predict(model, batch, stage.fixed_point_training_options, losses_with_data(losses, batch), training=True)
             total, terms = compute_losses(out, batch, stage.loss)
             total.backward()
             if self.config.optimizer.gradient_clip:
@@ -280,7 +294,7 @@ class Trainer:
         losses = {name for name, w in stage.loss.items() if w > 0}
         pairs: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for batch in self._batches(graphs, self.config.valid_batch_size or self.config.batch_size, None):
-            out = predict(model, batch, stage.fixed_point_training_options, losses, training=False)
+            out = predict(model, batch, stage.fixed_point_training_options, losses_with_data(losses, batch), training=False)
             total, terms = compute_losses(out, batch, stage.loss)
             stats.add(float(total.detach()), terms)
             if keep:
@@ -334,3 +348,11 @@ def train(config_path: str | os.PathLike, overrides: list[str] | None = None, re
     from fpscf.training.config import load_config
 
     return Trainer(load_config(config_path, overrides or [])).run(resume=resume)
+
+
+def _response_labels(graph: AtomicGraph) -> tuple[str, ...]:
+    """The field-response labels (α, Z*) that a structure has, sorted."""
+    return tuple(sorted(
+        label for label in NEEDS_FIELD_RESPONSE
+        if label in graph.label_masks and bool(graph.label_masks[label].any())
+    ))
