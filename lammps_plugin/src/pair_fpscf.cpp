@@ -1,0 +1,453 @@
+/* pair_style fpscf: see pair_fpscf.h and lammps_plugin/README.md (the model contract). */
+
+#include "pair_fpscf.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "domain.h"
+#include "error.h"
+#include "force.h"
+#include "input.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+#include "variable.h"
+
+#include <torch/script.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+using namespace LAMMPS_NS;
+
+namespace {
+
+// Order of the extra values in pvector, reported by `compute pair fpscf` (summed over ranks).
+enum { DIPOLE_X = 0, DIPOLE_Y, DIPOLE_Z, TOTAL_CHARGE, NUM_EXTRA };
+
+// First part of a libtorch exception message, without the C++ backtrace libtorch appends.
+std::string torch_message(const std::exception &e)
+{
+  std::string message = e.what();
+  const auto backtrace = message.find("\nException raised from");
+  return backtrace == std::string::npos ? message : message.substr(0, backtrace);
+}
+
+// Output tensor `name` of the model, checked for presence and shape, as contiguous float64 on CPU.
+torch::Tensor model_output(const c10::Dict<c10::IValue, c10::IValue> &outputs, const std::string &name,
+                           const std::vector<int64_t> &shape, Error *error)
+{
+  auto found = outputs.find(name);
+  if (found == outputs.end())
+    error->one(FLERR, "pair_style fpscf: the model did not return the output '{}'", name);
+  if (!found->value().isTensor())
+    error->one(FLERR, "pair_style fpscf: the model output '{}' is not a tensor", name);
+  torch::Tensor tensor = found->value().toTensor();
+  if (tensor.sizes() != c10::IntArrayRef(shape)) {
+    std::string expected;
+    for (auto n : shape) expected += (expected.empty() ? "" : ", ") + std::to_string(n);
+    error->one(FLERR, "pair_style fpscf: the model output '{}' has shape {}, expected [{}]", name,
+               c10::str(tensor.sizes()), expected);
+  }
+  return tensor.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+}
+
+}    // namespace
+
+/* ---------------------------------------------------------------------- */
+
+PairFPSCF::PairFPSCF(LAMMPS *lmp) : Pair(lmp)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  no_virial_fdotr_compute = 1;             // the model returns the virial itself
+  centroidstressflag = CENTROID_NOTAVAIL;  // set in load_model() if the model provides it
+
+  nextra = NUM_EXTRA;
+  memory->create(pvector, nextra, "pair:pvector");
+  for (int k = 0; k < nextra; k++) pvector[k] = 0.0;
+
+  for (int k = 0; k < 3; k++) field[k] = dipole[k] = 0.0;
+  scf_tolerance = 1.0e-6;
+  max_scf_steps = 200;
+  r_max = 0.0;
+  periodic_only = false;
+  num_interactions = 1;
+  has_centroid_virial = false;
+  charges = nullptr;
+  max_charges = 0;
+}
+
+PairFPSCF::~PairFPSCF()
+{
+  if (copymode) return;
+  memory->destroy(pvector);
+  memory->destroy(charges);
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    memory->destroy(cutghost);
+  }
+}
+
+void PairFPSCF::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  memory->create(cutghost, n, n, "pair:cutghost");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+}
+
+/* ----------------------------------------------------------------------
+   pair_style fpscf [efield Ex Ey Ez] [scf_tol tol] [max_scf n]
+------------------------------------------------------------------------- */
+
+void PairFPSCF::settings(int narg, char **arg)
+{
+  for (auto &component : field_spec) component = FieldComponent();
+  scf_tolerance = 1.0e-6;
+  max_scf_steps = 200;
+
+  int iarg = 0;
+  while (iarg < narg) {
+    const std::string keyword = arg[iarg];
+    if (keyword == "efield") {
+      if (iarg + 4 > narg)
+        error->all(FLERR, "pair_style fpscf: 'efield' needs three values Ex Ey Ez (V/Å, numbers or v_name)");
+      for (int k = 0; k < 3; k++) {
+        const std::string word = arg[iarg + 1 + k];
+        if (utils::strmatch(word, "^v_")) field_spec[k].variable = word.substr(2);
+        else field_spec[k].value = utils::numeric(FLERR, word, false, lmp);
+      }
+      iarg += 4;
+    } else if (keyword == "scf_tol") {
+      if (iarg + 2 > narg) error->all(FLERR, "pair_style fpscf: 'scf_tol' needs a value");
+      scf_tolerance = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (scf_tolerance <= 0.0)
+        error->all(FLERR, "pair_style fpscf: scf_tol must be positive, got {}", arg[iarg + 1]);
+      iarg += 2;
+    } else if (keyword == "max_scf") {
+      if (iarg + 2 > narg) error->all(FLERR, "pair_style fpscf: 'max_scf' needs a value");
+      max_scf_steps = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (max_scf_steps < 1)
+        error->all(FLERR, "pair_style fpscf: max_scf must be at least 1, got {}", arg[iarg + 1]);
+      iarg += 2;
+    } else {
+      error->all(FLERR, "pair_style fpscf: unknown keyword '{}' (expected efield, scf_tol or max_scf)",
+                 keyword);
+    }
+  }
+  if (model) {    // pair_style repeated after pair_coeff: pass the new settings on
+    if (model->hasattr("scf_tolerance")) model->setattr("scf_tolerance", scf_tolerance);
+    if (model->hasattr("max_scf_steps")) model->setattr("max_scf_steps", (int64_t) max_scf_steps);
+  }
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * model.pt Sym1 Sym2 ... (one element symbol per LAMMPS type)
+------------------------------------------------------------------------- */
+
+void PairFPSCF::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg != 3 + ntypes)
+    error->all(FLERR, "pair_coeff fpscf: expected '* * model.pt' and {} element symbols (one per atom "
+               "type), got {} arguments", ntypes, narg);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff fpscf: the first two arguments must be '* *'");
+
+  load_model(arg[2]);
+
+  type_to_species.assign(ntypes + 1, -1);
+  for (int itype = 1; itype <= ntypes; itype++) {
+    const std::string symbol = arg[2 + itype];
+    for (std::size_t s = 0; s < model_species.size(); s++)
+      if (model_species[s] == symbol) type_to_species[itype] = (long) s;
+    if (type_to_species[itype] < 0) {
+      std::string known;
+      for (const auto &name : model_species) known += " " + name;
+      error->all(FLERR, "pair_coeff fpscf: element '{}' of atom type {} is not in model {} (its species:{})",
+                 symbol, itype, model_path, known);
+    }
+  }
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+}
+
+void PairFPSCF::load_model(const std::string &path)
+{
+  if (!std::ifstream(path).good())
+    error->all(FLERR, "pair_coeff fpscf: cannot open model file '{}' (missing or unreadable)", path);
+
+  model_path = path;
+  try {
+    model = std::make_unique<torch::jit::Module>(torch::jit::load(path, torch::kCPU));
+    model->eval();
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_coeff fpscf: cannot load '{}' as a TorchScript module: {}", path,
+               torch_message(e));
+  }
+
+  for (const char *name : {"r_max", "species_symbols", "periodic_only"})
+    if (!model->hasattr(name))
+      error->all(FLERR, "pair_coeff fpscf: model '{}' lacks the attribute '{}' (see the contract in "
+                 "lammps_plugin/README.md)", path, name);
+  try {
+    r_max = model->attr("r_max").toDouble();
+    periodic_only = model->attr("periodic_only").toBool();
+    model_species.clear();
+    for (const auto &item : model->attr("species_symbols").toListRef())
+      model_species.push_back(item.toStringRef());
+    num_interactions = model->hasattr("num_interactions") ? (int) model->attr("num_interactions").toInt() : 1;
+    has_centroid_virial = model->hasattr("has_centroid_virial") && model->attr("has_centroid_virial").toBool();
+    if (model->hasattr("scf_tolerance")) model->setattr("scf_tolerance", scf_tolerance);
+    if (model->hasattr("max_scf_steps")) model->setattr("max_scf_steps", (int64_t) max_scf_steps);
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_coeff fpscf: model '{}' has an attribute of the wrong type: {}", path,
+               torch_message(e));
+  }
+  if (!(r_max > 0.0)) error->all(FLERR, "pair_coeff fpscf: model '{}' has r_max = {}, must be > 0", path, r_max);
+  if (num_interactions < 1)
+    error->all(FLERR, "pair_coeff fpscf: model '{}' has num_interactions = {}, must be >= 1", path,
+               num_interactions);
+
+  ghostneigh = num_interactions > 1 ? 1 : 0;
+  centroidstressflag = has_centroid_virial ? CENTROID_AVAIL : CENTROID_NOTAVAIL;
+
+  if (comm->me == 0) {
+    std::string species;
+    for (const auto &name : model_species) species += " " + name;
+    utils::logmesg(lmp, "pair fpscf: model {} (r_max {} Å, species{}, {} interaction(s){})\n", path, r_max,
+                   species, num_interactions, periodic_only ? ", periodic only" : "");
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairFPSCF::init_style()
+{
+  if (!model) error->all(FLERR, "pair_style fpscf: no model loaded; use pair_coeff * * model.pt ...");
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style fpscf needs 'units metal' (Å, eV, e; fields in V/Å), not '{}'",
+               update->unit_style);
+  if (force->newton_pair == 0)
+    error->all(FLERR, "pair_style fpscf needs 'newton on' (the model returns forces on ghost atoms)");
+  if (domain->dimension != 3) error->all(FLERR, "pair_style fpscf needs a 3d simulation");
+  if (periodic_only && !(domain->xperiodic && domain->yperiodic && domain->zperiodic))
+    error->all(FLERR, "pair_style fpscf: model '{}' is for periodic systems only (periodic_only = True) but "
+               "the box is not periodic in all directions; use 'boundary p p p'", model_path);
+
+  for (int k = 0; k < 3; k++) {
+    auto &component = field_spec[k];
+    if (component.variable.empty()) continue;
+    component.index = input->variable->find(component.variable.c_str());
+    if (component.index < 0)
+      error->all(FLERR, "pair_style fpscf: efield variable '{}' does not exist", component.variable);
+    if (!input->variable->equalstyle(component.index))
+      error->all(FLERR, "pair_style fpscf: efield variable '{}' must be equal-style", component.variable);
+  }
+
+  if (num_interactions > 1) {
+    // Message passing over num_interactions layers: owned atoms see ghosts up to
+    // num_interactions * r_max away, and ghosts need neighbor lists of their own.
+    neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+    const double needed = num_interactions * r_max + neighbor->skin;
+    if (comm->cutghostuser < needed) {
+      comm->cutghostuser = needed;
+      if (comm->me == 0)
+        utils::logmesg(lmp, "pair fpscf: communication cutoff set to {} Å ({} interactions x r_max + skin)\n",
+                       needed, num_interactions);
+    }
+  } else {
+    neighbor->add_request(this, NeighConst::REQ_FULL);
+  }
+}
+
+double PairFPSCF::init_one(int i, int j)
+{
+  cutghost[i][j] = cutghost[j][i] = r_max;
+  return r_max;
+}
+
+void PairFPSCF::evaluate_field()
+{
+  for (int k = 0; k < 3; k++) {
+    const auto &component = field_spec[k];
+    field[k] = component.variable.empty() ? component.value : input->variable->compute_equal(component.index);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairFPSCF::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+
+  // inputs: positions and species of owned + ghost atoms, edges within r_max
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor positions = torch::empty({nall, 3}, f64);
+  torch::Tensor species = torch::empty({nall}, i64);
+  {
+    double *pos = positions.data_ptr<double>();
+    int64_t *spec = species.data_ptr<int64_t>();
+    for (int i = 0; i < nall; i++) {
+      for (int k = 0; k < 3; k++) pos[3 * i + k] = x[i][k];
+      spec[i] = type_to_species[type[i]];
+    }
+  }
+
+  std::vector<int64_t> receivers, senders;
+  const int nreceivers = list->inum + (num_interactions > 1 ? list->gnum : 0);
+  const double cutoff_sq = r_max * r_max;
+  for (int ii = 0; ii < nreceivers; ii++) {
+    const int i = list->ilist[ii];
+    const int *neighbors = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = neighbors[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < cutoff_sq) {
+        receivers.push_back(i);
+        senders.push_back(j);
+      }
+    }
+  }
+  const int64_t nedges = (int64_t) receivers.size();
+  torch::Tensor edge_index = torch::empty({2, nedges}, i64);
+  std::copy(receivers.begin(), receivers.end(), edge_index.data_ptr<int64_t>());
+  std::copy(senders.begin(), senders.end(), edge_index.data_ptr<int64_t>() + nedges);
+
+  // cell rows a, b, c of the (restricted triclinic) box; h = (xprd, yprd, zprd, yz, xz, xy)
+  const double *h = domain->h;
+  torch::Tensor cell = torch::tensor({h[0], 0.0, 0.0, h[5], h[1], 0.0, h[4], h[3], h[2]}, f64).view({3, 3});
+  torch::Tensor pbc = torch::empty({3}, torch::TensorOptions().dtype(torch::kBool));
+  pbc.data_ptr<bool>()[0] = domain->xperiodic != 0;
+  pbc.data_ptr<bool>()[1] = domain->yperiodic != 0;
+  pbc.data_ptr<bool>()[2] = domain->zperiodic != 0;
+  evaluate_field();
+  torch::Tensor field_tensor = torch::tensor({field[0], field[1], field[2]}, f64);
+
+  std::vector<torch::jit::IValue> inputs{positions, species, (int64_t) nlocal, edge_index, cell, pbc,
+                                         field_tensor};
+  torch::jit::IValue result;
+  {
+    torch::AutoGradMode enable_grad(true);    // models take forces by autograd
+    try {
+      result = model->forward(inputs);
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair_style fpscf: model forward failed: {}", torch_message(e));
+    }
+  }
+  if (!result.isGenericDict())
+    error->one(FLERR, "pair_style fpscf: the model must return Dict[str, Tensor], got {}", result.tagKind());
+  const auto outputs = result.toGenericDict();
+
+  const torch::Tensor atomic_energies = model_output(outputs, "atomic_energies", {nlocal}, error);
+  const torch::Tensor forces = model_output(outputs, "forces", {nall, 3}, error);
+  const torch::Tensor atom_charges = model_output(outputs, "charges", {nlocal}, error);
+
+  // forces on owned and ghost atoms; LAMMPS reverse-communicates the ghost part (newton on)
+  const double *force_data = forces.data_ptr<double>();
+  for (int i = 0; i < nall; i++)
+    for (int k = 0; k < 3; k++) f[i][k] += force_data[3 * i + k];
+
+  const double *energy_data = atomic_energies.data_ptr<double>();
+  if (eflag_global)
+    for (int i = 0; i < nlocal; i++) eng_vdwl += energy_data[i];
+  if (eflag_atom)
+    for (int i = 0; i < nlocal; i++) eatom[i] += energy_data[i];
+
+  if (vflag_global || vflag_atom) {
+    const torch::Tensor atom_virial = model_output(outputs, "virial", {nall, 6}, error);
+    const double *v = atom_virial.data_ptr<double>();
+    for (int i = 0; i < nall; i++)
+      for (int k = 0; k < 6; k++) {
+        if (vflag_global) virial[k] += v[6 * i + k];
+        if (vflag_atom) vatom[i][k] += v[6 * i + k];
+      }
+  }
+  if (cvflag_atom) {
+    const torch::Tensor centroid = model_output(outputs, "centroid_virial", {nall, 9}, error);
+    const double *cv = centroid.data_ptr<double>();
+    for (int i = 0; i < nall; i++)
+      for (int k = 0; k < 9; k++) cvatom[i][k] += cv[9 * i + k];
+  }
+
+  // charges of owned atoms: atom->q (if the atom style has one), extract_peratom("charges")
+  if (atom->nmax > max_charges) {
+    max_charges = atom->nmax;
+    memory->destroy(charges);
+    memory->create(charges, max_charges, "pair:charges");
+  }
+  const double *q = atom_charges.data_ptr<double>();
+  double total_charge = 0.0;
+  for (int i = 0; i < nlocal; i++) {
+    charges[i] = q[i];
+    total_charge += q[i];
+    if (atom->q_flag) atom->q[i] = q[i];
+  }
+
+  // this rank's share of the dipole: the model's "dipole" output, else sum of q_i * unwrapped x_i
+  if (outputs.contains("dipole")) {
+    const torch::Tensor d = model_output(outputs, "dipole", {3}, error);
+    for (int k = 0; k < 3; k++) dipole[k] = d.data_ptr<double>()[k];
+  } else {
+    dipole[0] = dipole[1] = dipole[2] = 0.0;
+    double unwrapped[3];
+    for (int i = 0; i < nlocal; i++) {
+      domain->unmap(x[i], atom->image[i], unwrapped);
+      for (int k = 0; k < 3; k++) dipole[k] += q[i] * unwrapped[k];
+    }
+  }
+  pvector[DIPOLE_X] = dipole[0];
+  pvector[DIPOLE_Y] = dipole[1];
+  pvector[DIPOLE_Z] = dipole[2];
+  pvector[TOTAL_CHARGE] = total_charge;
+}
+
+/* ----------------------------------------------------------------------
+   extract("field"|"dipole"|"r_max"): per-rank values for other styles and the library interface
+------------------------------------------------------------------------- */
+
+void *PairFPSCF::extract(const char *name, int &dim)
+{
+  if (strcmp(name, "field") == 0) {
+    dim = 1;
+    return (void *) field;
+  }
+  if (strcmp(name, "dipole") == 0) {
+    dim = 1;
+    return (void *) dipole;
+  }
+  if (strcmp(name, "r_max") == 0) {
+    dim = 0;
+    return (void *) &r_max;
+  }
+  return nullptr;
+}
+
+/* per-atom charges (e) of owned atoms, e.g. `fix ID all pair 1 fpscf charges 0` */
+
+void *PairFPSCF::extract_peratom(const char *name, int &ncol)
+{
+  if (strcmp(name, "charges") == 0) {
+    ncol = 0;
+    return (void *) charges;
+  }
+  return nullptr;
+}
