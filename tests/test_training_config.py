@@ -122,6 +122,17 @@ def test_example_config_loads_with_types_absolute_paths_and_defaults(run_dir: Pa
     assert config.make_key_map() == KeyMap(energy="REF_energy", forces="REF_forces")
 
 
+def test_final_lr_decays_geometrically_across_a_stage() -> None:
+    options = FixedPointOptions(mode="direct", scf=None)
+    stage = StageConfig(index=0, name="s", start=10, end=20, lr=1e-2, final_lr=1e-4, loss={"forces": 1.0},
+                        fixed_point_training_options=options)
+    assert stage.lr_at(10) == pytest.approx(1e-2) and stage.lr_at(20) == pytest.approx(1e-4)
+    assert stage.lr_at(15) == pytest.approx(1e-3)  # geometric mean half-way
+    constant = StageConfig(index=0, name="s", start=0, end=5, lr=1e-3, loss={"forces": 1.0},
+                           fixed_point_training_options=options)
+    assert [constant.lr_at(e) for e in range(6)] == [1e-3] * 6
+
+
 def test_stage_at_and_num_epochs_follow_the_schedule(run_dir: Path) -> None:
     config = load_config(run_dir / "config.yaml")
     assert config.num_epochs == 111
@@ -286,6 +297,7 @@ def test_stages_must_follow_each_other_without_gaps(data: dict[str, Any], run_di
         (("train_schedule", 0, "start"), -1, "train_schedule.0.start"),
         (("train_schedule", 0, "lr"), 0.0, "train_schedule.0.lr"),
         (("train_schedule", 0, "lr"), "fast", "train_schedule.0.lr"),
+        (("train_schedule", 0, "final_lr"), -1e-3, "train_schedule.0.final_lr"),
         (("train_schedule", 0, "loss", "forces"), -1.0, "train_schedule.0.loss.forces"),
         (("train_schedule", 0, "loss"), {"forces": 0.0, "energy_per_atom": 0}, "train_schedule.0.loss"),
         (("batch_size",), 0, "batch_size"),

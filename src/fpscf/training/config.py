@@ -52,7 +52,7 @@ DTYPES: tuple[str, ...] = ("float64", "float32")
 
 #: Modes that iterate the SCF loop and so need explicit ``num_scf_steps`` and ``mixing_parameter``.
 _MODES_NEEDING_SCF: tuple[str, ...] = ("unroll_scf", "implicit")
-_STAGE_KEYS: tuple[str, ...] = ("name", "start", "end", "lr", "loss", "fixed_point_training_options")
+_STAGE_KEYS: tuple[str, ...] = ("name", "start", "end", "lr", "final_lr", "loss", "fixed_point_training_options")
 _FIXED_POINT_KEYS: tuple[str, ...] = ("mode", "scf")
 _MAX_Z = 118
 
@@ -106,6 +106,16 @@ class StageConfig:
     lr: float
     loss: dict[str, float]
     fixed_point_training_options: FixedPointOptions
+    final_lr: float | None = None
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of an epoch of this stage: ``lr``, or with ``final_lr`` a geometric decay
+        from ``lr`` at ``start`` to ``final_lr`` at ``end`` (a function of the epoch alone, so a
+        resumed run uses the same rates)."""
+        if self.final_lr is None or self.end == self.start:
+            return self.lr
+        fraction = (epoch - self.start) / (self.end - self.start)
+        return self.lr * (self.final_lr / self.lr) ** fraction
 
     @property
     def num_epochs(self) -> int:
@@ -337,6 +347,7 @@ def _parse_stage(data: Any, index: int, path: str) -> StageConfig:
         start=start,
         end=end,
         lr=_positive_float(data["lr"], f"{path}.lr"),
+        final_lr=_positive_float(data["final_lr"], f"{path}.final_lr") if data.get("final_lr") is not None else None,
         loss=_parse_loss(data["loss"], f"{path}.loss"),
         fixed_point_training_options=_parse_fixed_point(
             data["fixed_point_training_options"], f"{path}.fixed_point_training_options"
@@ -580,6 +591,7 @@ def _stage_to_dict(stage: StageConfig) -> dict[str, Any]:
         "start": stage.start,
         "end": stage.end,
         "lr": stage.lr,
+        "final_lr": stage.final_lr,
         "loss": dict(stage.loss),
         "fixed_point_training_options": fixed_point,
     }

@@ -218,7 +218,7 @@ class Trainer:
             if epoch == stage.start:
                 best = math.inf  # "best" compares validation losses of one stage's loss only
             for group in optimizer.param_groups:
-                group["lr"] = stage.lr
+                group["lr"] = stage.lr_at(epoch)
             train_stats = self._train_epoch(model, optimizer, train, stage, epoch)
             # At a stage's last epoch the validation pass also keeps reference/prediction pairs
             # for the parity plot, so the validation set is evaluated once per epoch.
