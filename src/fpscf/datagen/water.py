@@ -341,6 +341,22 @@ def _molecule(kind: str) -> Atoms:
     raise ValueError(f"unknown molecule kind {kind!r}.")
 
 
+def water_dimer() -> Atoms:
+    """The hydrogen-bonded water dimer (Cs, trans-linear; the S22 benchmark geometry, O–O 2.91 Å),
+    open boundaries, positions in Å: donor O, H, H(bonded), then acceptor O, H, H."""
+    return Atoms(
+        "OHHOHH",
+        positions=[
+            [-1.551007, -0.114520, 0.000000],
+            [-1.934259, 0.762503, 0.000000],
+            [-0.599677, 0.040712, 0.000000],
+            [1.350625, 0.111469, 0.000000],
+            [1.680398, -0.373741, -0.758561],
+            [1.680398, -0.373741, 0.758561],
+        ],
+    )
+
+
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     """Uniformly random 3x3 rotation matrix (from a random unit quaternion)."""
     q = rng.standard_normal(4)

@@ -1,0 +1,47 @@
+"""Models shipped inside the package (file, model card and the training config that made it).
+
+``FixedPointCalculator()`` without a model loads :data:`DEFAULT_MODEL`; any shipped model can be
+named instead of a path (``FixedPointCalculator(model="water-b3lyp")``). Each model ``name`` has
+``<stem>.fpscf`` (weights and plain-data header), ``<stem>.md`` (model card) and ``<stem>.yaml``
+(the exact ``fpscf train`` config) in this directory.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+#: Shipped model names → file stem in this directory.
+SHIPPED_MODELS: dict[str, str] = {"water-b3lyp": "water_b3lyp"}
+#: The model ``FixedPointCalculator()`` loads when no model is given.
+DEFAULT_MODEL = "water-b3lyp"
+
+
+def _file(name: str, suffix: str) -> Path:
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"unknown shipped model {name!r}; shipped models: {sorted(SHIPPED_MODELS)}")
+    path = Path(str(resources.files(__name__).joinpath(SHIPPED_MODELS[name] + suffix)))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"shipped model {name!r} is missing its file {path.name} (a broken install?); reinstall fpscf"
+        )
+    return path
+
+
+def shipped_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """Path of a shipped model file (``.fpscf``)."""
+    return _file(name, ".fpscf")
+
+
+def model_card(name: str = DEFAULT_MODEL) -> str:
+    """The model card (Markdown) of a shipped model: data, level of theory, architecture,
+    training schedule and errors on held-out reference data."""
+    return _file(name, ".md").read_text(encoding="utf-8")
+
+
+def training_config_path(name: str = DEFAULT_MODEL) -> Path:
+    """The ``fpscf train`` config that reproduces a shipped model."""
+    return _file(name, ".yaml")
+
+
+__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "model_card", "shipped_model_path", "training_config_path"]
