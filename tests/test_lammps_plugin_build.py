@@ -314,3 +314,13 @@ def test_bad_input_stops_lammps_with_a_clear_error(plugin, system, pair_style, m
         with pytest.raises(Exception, match=message):
             for command in setup_commands(system["data"], pair_style, model, symbols) + extra:
                 lmp.command(command)
+
+
+def test_lammps_session_restores_torch_threads(plugin):
+    """LAMMPS sets OpenMP threads to 1 when it starts; torch work after a session is unaffected."""
+    import torch
+
+    before = torch.get_num_threads()
+    with lammps_session(plugin):
+        pass
+    assert torch.get_num_threads() == before

@@ -131,7 +131,10 @@ def test_resume_after_kill_gives_the_same_weights_as_an_uninterrupted_run(data_d
     whole = load_config(write_config(data_dir, output_dir="whole", train_schedule=schedule))
     reference = Trainer(whole).run()
     killed_path = write_config(data_dir, output_dir="killed", train_schedule=schedule)
-    process = subprocess.Popen([sys.executable, "-m", "fpscf.train", "--config", str(killed_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Bitwise equality needs the same reduction order: the same number of threads in both processes.
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    process = subprocess.Popen([sys.executable, "-m", "fpscf.train", "--config", str(killed_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     checkpoint = data_dir / "killed" / "checkpoint.pt"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:

