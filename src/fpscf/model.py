@@ -90,7 +90,10 @@ class FixedPointModel(torch.nn.Module):
             )
         )
         node_irreps = self.encoder.irreps_out[-1]
-        self.num_scalars = sum(ir.count("0e") for ir in self.encoder.irreps_out)
+        # Invariant channels of each interaction layer's output (plain ints: also valid once the
+        # encoder is compiled with TorchScript, which drops its Irreps attributes).
+        self.layer_scalar_counts = [int(ir.count("0e")) for ir in self.encoder.irreps_out]
+        self.num_scalars = sum(self.layer_scalar_counts)
         lmax = config.atomic_multipoles_max_l
         self.num_coefficients = num_multipole_coefficients(lmax)
         self.local_l = min(lmax, config.max_L)
@@ -289,9 +292,7 @@ class FixedPointModel(torch.nn.Module):
         edge_sh, edge_radial = self.encoder.edge_embedding(vectors)
         layers = self.encoder.forward_embedded(species, edge_sh, edge_radial, graph.edge_index)
         node_feats = layers[-1]
-        node_scalars = torch.cat(
-            [x[:, : ir.count("0e")] for x, ir in zip(layers, self.encoder.irreps_out)], dim=-1
-        )
+        node_scalars = torch.cat([x[:, :count] for x, count in zip(layers, self.layer_scalar_counts)], dim=-1)
         update_edges = (edge_sh, edge_radial, graph.edge_index)
         readout_edges = (edge_radial, graph.edge_index)
 
@@ -394,7 +395,8 @@ class FixedPointModel(torch.nn.Module):
         e_hartree = 0.5 * (multipoles * hartree[:, 0, : self.num_coefficients]).sum(-1)
         e_field = (multipoles * external[:, 0, : self.num_coefficients]).sum(-1)
         if isinstance(self.field_readout, StrictQuadraticFieldEnergyReadout):
-            e_readout = self.field_readout(node_scalars, multipoles, local, self.update.embedding, self.feature_norms)
+            response_coefficients, charge_bias = self.update.embedding.response(node_scalars)
+            e_readout = self.field_readout(multipoles, local, response_coefficients, charge_bias, self.feature_norms)
         else:
             e_readout = self.field_readout(
                 node_scalars, multipoles, local, features, readout_edges if self.readout_uses_edges else update_edges[2]

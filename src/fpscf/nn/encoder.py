@@ -54,6 +54,7 @@ class EquivariantEncoder(torch.nn.Module):
         self.irreps_out = irreps_out
         self.interactions = torch.nn.ModuleList(blocks)
 
+    @torch.jit.export
     def edge_embedding(self, edge_vectors: Tensor) -> Tuple[Tensor, Tensor]:
         """``edge_vectors (E, 3)`` Å -> ``(edge_sh (E, sh_irreps.dim), edge_radial (E, num_bessel))``.
 
@@ -80,6 +81,7 @@ class EquivariantEncoder(torch.nn.Module):
         edge_sh, edge_radial = self.edge_embedding(edge_vectors)
         return self.forward_embedded(species_index, edge_sh, edge_radial, edge_index)
 
+    @torch.jit.export
     def forward_embedded(
         self, species_index: Tensor, edge_sh: Tensor, edge_radial: Tensor, edge_index: Tensor
     ) -> List[Tensor]:

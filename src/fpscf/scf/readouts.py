@@ -52,8 +52,13 @@ class StrictQuadraticFieldEnergyReadout(torch.nn.Module):
         super().__init__()
         self.multipole_max_l = multipole_max_l
 
-    def forward(self, node_scalars, multipoles, local_multipoles, embedding, feature_norms) -> torch.Tensor:  # noqa: ANN001
-        response, bias = embedding.response(node_scalars)  # (N, W, L+1), (N, 1)
+    def forward(
+        self, multipoles: torch.Tensor, local_multipoles: torch.Tensor, response: torch.Tensor, bias: torch.Tensor,
+        feature_norms: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-atom energy (N,) eV from the multipoles (N, K), the local density (N, K) and the
+        update's response coefficients (N, W, L+1) and charge bias (N, 1)
+        (``BiasedLinearPotentialEmbedding.response``)."""
         norms = feature_norms[:, : response.shape[-1]].to(response.dtype)  # (W, L+1)
         compliance = -(response / norms).sum(1)  # (N, L+1) > 0
         target = local_multipoles.clone()
@@ -61,7 +66,7 @@ class StrictQuadraticFieldEnergyReadout(torch.nn.Module):
         delta = multipoles - target
         energy = delta.new_zeros(delta.shape[0])
         for l in range(response.shape[-1]):
-            energy = energy + 0.5 * (delta[:, l * l : (l + 1) ** 2] ** 2).sum(-1) / compliance[:, l]
+            energy = energy + 0.5 * (delta[:, l * l : (l + 1) * (l + 1)] ** 2).sum(-1) / compliance[:, l]
         return energy
 
 

@@ -17,10 +17,6 @@ EMBEDDING_TYPES = ("BiasedLinearPotentialEmbedding",)
 NONLINEARITY_TYPES = ("NoNonLinearity", "MLPNonLinearity")
 
 
-def _l_slice(l: int) -> slice:
-    return slice(l * l, (l + 1) * (l + 1))
-
-
 class BiasedLinearPotentialEmbedding(torch.nn.Module):
     """Affine response ``e_l = Σ_k a_{k,l}(h) f_{k,l} (+ b(h) for l = 0)``.
 
@@ -47,13 +43,13 @@ class BiasedLinearPotentialEmbedding(torch.nn.Module):
 
     def forward(self, node_scalars: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         response, bias = self.response(node_scalars)
-        out = features.new_zeros(features.shape[0], (self.multipole_max_l + 1) ** 2)
+        out = features.new_zeros(features.shape[0], (self.multipole_max_l + 1) * (self.multipole_max_l + 1))
         pieces = []
         for l in range(self.multipole_max_l + 1):
             if l <= self.response_max_l:
-                pieces.append((response[:, :, l : l + 1] * features[:, :, _l_slice(l)]).sum(1))
+                pieces.append((response[:, :, l : l + 1] * features[:, :, l * l : (l + 1) * (l + 1)]).sum(1))
             else:
-                pieces.append(out[:, _l_slice(l)])
+                pieces.append(out[:, l * l : (l + 1) * (l + 1)])
         pieces[0] = pieces[0] + bias
         return torch.cat(pieces, dim=-1)
 
@@ -83,12 +79,12 @@ class MLPNonLinearity(torch.nn.Module):
 
     def forward(self, node_scalars: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
         norms = [
-            torch.sqrt((embedded[:, _l_slice(l)] ** 2).sum(-1, keepdim=True) + 1e-12)
+            torch.sqrt((embedded[:, l * l : (l + 1) * (l + 1)] ** 2).sum(-1, keepdim=True) + 1e-12)
             for l in range(1, self.multipole_max_l + 1)
         ]
-        gates = torch.tanh(self.mlp(torch.cat([node_scalars, embedded[:, :1], *norms], dim=-1)))
+        gates = torch.tanh(self.mlp(torch.cat([node_scalars, embedded[:, :1]] + norms, dim=-1)))
         return torch.cat(
-            [embedded[:, _l_slice(l)] * (1.0 + gates[:, l : l + 1]) for l in range(self.multipole_max_l + 1)],
+            [embedded[:, l * l : (l + 1) * (l + 1)] * (1.0 + gates[:, l : l + 1]) for l in range(self.multipole_max_l + 1)],
             dim=-1,
         )
 
@@ -111,6 +107,8 @@ class ManyBodyUpdate(torch.nn.Module):
     softly bounded by its norm, which keeps it equivariant); it is added to the one-body affine
     response so a new model starts close to linear response.
     """
+
+    __jit_unused_properties__ = ["embedding"]  # Python-side accessor; TorchScript skips it
 
     def __init__(
         self,
@@ -147,7 +145,7 @@ class ManyBodyUpdate(torch.nn.Module):
 def _bounded(multipoles: torch.Tensor) -> torch.Tensor:
     """Equivariant soft bound of each l block: ``x_l / sqrt(1 + |x_l|²)`` (N, (l_max+1)²)."""
     max_l = int(round(multipoles.shape[-1] ** 0.5)) - 1
-    blocks = [multipoles[:, _l_slice(l)] for l in range(max_l + 1)]
+    blocks = [multipoles[:, l * l : (l + 1) * (l + 1)] for l in range(max_l + 1)]
     return torch.cat([x * torch.rsqrt(1.0 + (x * x).sum(-1, keepdim=True)) for x in blocks], dim=-1)
 
 
@@ -155,7 +153,7 @@ def _flatten_features(features: torch.Tensor) -> torch.Tensor:
     """(N, W, (L+1)²) → (N, W×0e + W×1o + W×2e) in e3nn layout (multiplicity-major per l)."""
     n, w, size = features.shape
     max_l = int(round(size**0.5)) - 1
-    return torch.cat([features[:, :, _l_slice(l)].reshape(n, -1) for l in range(max_l + 1)], dim=-1)
+    return torch.cat([features[:, :, l * l : (l + 1) * (l + 1)].reshape(n, -1) for l in range(max_l + 1)], dim=-1)
 
 
 def feature_irreps(num_widths: int, feature_max_l: int) -> o3.Irreps:

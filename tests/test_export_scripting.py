@@ -1,0 +1,56 @@
+"""Issue G groundwork: every local piece of the model that the LAMMPS export will run compiles
+with TorchScript and computes the same numbers as the eager module, on the inputs the model gives
+it. (The electrostatics are exported separately, split into per-rank structure factors and
+potentials: lammps_plugin/README.md, "Next steps".)"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ase.build import molecule
+
+from fpscf import build_model
+from fpscf.data import atoms_to_graph, collate
+from fpscf.data.graph import edge_vectors
+
+CALLED_PIECES = ("local_energy", "local_charges", "local_higher", "update", "field_readout")
+
+
+def _outputs_close(a, b) -> bool:
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_outputs_close(x, y) for x, y in zip(a, b))
+    return torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("update", [
+    {"type": "OneBodyVariableUpdate", "nonlinearity_cls": "MLPNonLinearity"},
+    {"type": "ManyBodyUpdate", "nonlinearity_cls": "MLPNonLinearity"},
+])
+def test_scripted_local_pieces_compute_what_the_eager_pieces_compute(update):
+    model = build_model([1, 8], r_max=4.0, num_channels=8, fixedpoint_update_config=update, seed=3)
+    atoms = molecule("H2O2")
+    atoms.rattle(0.05, seed=1)
+    atoms.info["external_field"] = [0.02, -0.01, 0.03]
+    graph = collate([atoms_to_graph(atoms, 4.0, species=[1, 8])])
+
+    encoder = torch.jit.script(model.encoder)
+    vectors = edge_vectors(graph, graph.positions, graph.cell)
+    species = model.species_index(graph.atomic_numbers)
+    assert _outputs_close(encoder(species, vectors, graph.edge_index), model.encoder(species, vectors, graph.edge_index))
+    assert _outputs_close(encoder.edge_embedding(vectors), model.encoder.edge_embedding(vectors))
+
+    captured: dict[str, tuple] = {}
+
+    def capture(name):
+        def hook(module, args, output):
+            captured.setdefault(name, (args, output))
+        return hook
+
+    handles = [getattr(model, name).register_forward_hook(capture(name)) for name in CALLED_PIECES if getattr(model, name) is not None]
+    model(graph)
+    for handle in handles:
+        handle.remove()
+    assert {"update", "field_readout", "local_energy", "local_charges"} <= set(captured)
+    for name, (args, output) in captured.items():
+        scripted = torch.jit.script(getattr(model, name))
+        assert _outputs_close(scripted(*args), output), name
