@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | train | data | spectra | version``."""
+"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | version``."""
 
 from __future__ import annotations
 
