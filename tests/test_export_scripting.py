@@ -54,3 +54,36 @@ def test_scripted_local_pieces_compute_what_the_eager_pieces_compute(update):
     for name, (args, output) in captured.items():
         scripted = torch.jit.script(getattr(model, name))
         assert _outputs_close(scripted(*args), output), name
+
+
+def test_structure_factor_summed_over_ranks_gives_each_rank_the_whole_systems_potential():
+    """The all-reduce design of the periodic electrostatics: each 'rank' sums the structure factor
+    over its own atoms only; the sum over ranks (MPI_Allreduce) then gives every rank's atoms the
+    potential features of the whole periodic system."""
+    from fpscf.electrostatics.reciprocal import (
+        half_space_miller_indices,
+        prepare_reciprocal,
+        reciprocal_potential_features,
+        structure_factor,
+    )
+
+    generator = torch.Generator().manual_seed(0)
+    cell = torch.tensor([[7.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.7, 8.0]], dtype=torch.float64)
+    positions = torch.rand(24, 3, generator=generator, dtype=torch.float64) @ cell
+    multipoles = torch.randn(24, 4, generator=generator, dtype=torch.float64) * 0.3
+    multipoles[:, 0] -= multipoles[:, 0].mean()
+    miller = half_space_miller_indices(cell, k_cutoff=4.0)
+    widths = torch.tensor([1.0, 2.0], dtype=torch.float64)
+
+    def geometry(rows):
+        return prepare_reciprocal(positions[rows], cell, miller, 1.0, widths, None, 14.399645)
+
+    whole = geometry(slice(None))
+    expected = reciprocal_potential_features(whole, *structure_factor(whole, multipoles), receiver_max_l=1)
+    ranks = [torch.arange(0, 24, 3), torch.arange(1, 24, 3), torch.arange(2, 24, 3)]
+    partial = [structure_factor(geometry(rows), multipoles[rows]) for rows in ranks]
+    real = sum(part[0] for part in partial)  # the all-reduce
+    imag = sum(part[1] for part in partial)
+    for rows in ranks:
+        features = reciprocal_potential_features(geometry(rows), real, imag, receiver_max_l=1)
+        assert torch.allclose(features, expected[rows], rtol=0, atol=1e-12)
