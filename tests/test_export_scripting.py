@@ -57,9 +57,10 @@ def test_scripted_local_pieces_compute_what_the_eager_pieces_compute(update):
 
 
 def test_structure_factor_summed_over_ranks_gives_each_rank_the_whole_systems_potential():
-    """The all-reduce design of the periodic electrostatics: each 'rank' sums the structure factor
-    over its own atoms only; the sum over ranks (MPI_Allreduce) then gives every rank's atoms the
-    potential features of the whole periodic system."""
+    """The all-reduce design of the periodic electrostatics, with the TorchScript-compiled
+    functions the export runs: each 'rank' sums the structure factor over its own atoms only; the
+    sum over ranks (MPI_Allreduce) then gives every rank's atoms the potential features that the
+    eager code computes for the whole periodic system."""
     from fpscf.electrostatics.reciprocal import (
         half_space_miller_indices,
         prepare_reciprocal,
@@ -75,15 +76,20 @@ def test_structure_factor_summed_over_ranks_gives_each_rank_the_whole_systems_po
     miller = half_space_miller_indices(cell, k_cutoff=4.0)
     widths = torch.tensor([1.0, 2.0], dtype=torch.float64)
 
-    def geometry(rows):
-        return prepare_reciprocal(positions[rows], cell, miller, 1.0, widths, None, 14.399645)
-
-    whole = geometry(slice(None))
+    whole = prepare_reciprocal(positions, cell, miller, 1.0, widths, None, 14.399645)
     expected = reciprocal_potential_features(whole, *structure_factor(whole, multipoles), receiver_max_l=1)
+    prepare_s, factor_s = torch.jit.script(prepare_reciprocal), torch.jit.script(structure_factor)
+    features_s = torch.jit.script(reciprocal_potential_features)
+
+    def geometry(rows):
+        return prepare_s(positions[rows], cell, miller, 1.0, widths, None, 14.399645)
+
     ranks = [torch.arange(0, 24, 3), torch.arange(1, 24, 3), torch.arange(2, 24, 3)]
-    partial = [structure_factor(geometry(rows), multipoles[rows]) for rows in ranks]
+    partial = [factor_s(geometry(rows), multipoles[rows]) for rows in ranks]
+    own = features_s(geometry(ranks[0]), partial[0][0], partial[0][1], 1)
+    assert not torch.allclose(own, expected[ranks[0]], atol=1e-3), "one rank's atoms alone are not the system"
     real = sum(part[0] for part in partial)  # the all-reduce
     imag = sum(part[1] for part in partial)
     for rows in ranks:
-        features = reciprocal_potential_features(geometry(rows), real, imag, receiver_max_l=1)
+        features = features_s(geometry(rows), real, imag, 1)
         assert torch.allclose(features, expected[rows], rtol=0, atol=1e-12)

@@ -241,7 +241,7 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
                 self.config.coulomb_constant,
             )
             if self.config.ewald_split_width is not None:
-                recip.green = recip.green * torch.exp(-0.5 * self.config.ewald_split_width**2 * recip.k2)
+                recip = recip._replace(green=recip.green * torch.exp(-0.5 * self.config.ewald_split_width**2 * recip.k2))
                 pair_index, separation = self._short_range_pairs(positions[start:stop], cell[b], mode)
                 short_pairs.append(pair_index + start)
                 short_separations.append(separation)

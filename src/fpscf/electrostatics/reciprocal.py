@@ -13,7 +13,7 @@ it can be accumulated per MPI rank and all-reduced.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -40,8 +40,7 @@ def half_space_miller_indices(cell: torch.Tensor, k_cutoff: float) -> torch.Tens
     return grid
 
 
-@dataclass
-class ReciprocalGeometry:
+class ReciprocalGeometry(NamedTuple):
     """Geometry-only quantities of one periodic structure, reused at every SCF step.
 
     k: (K, 3) Å⁻¹; k2: (K,); cos/sin: (N, K) of k·r_i; green: (K,) ``2·4πk_e e^{−σ²k²/2}/(Ω k²)``
@@ -56,7 +55,7 @@ class ReciprocalGeometry:
     green: torch.Tensor
     source_damping: torch.Tensor
     receiver_damping: torch.Tensor
-    quadrupole_harmonics: torch.Tensor | None
+    quadrupole_harmonics: Optional[torch.Tensor]
     volume: torch.Tensor
 
 
@@ -80,7 +79,7 @@ def prepare_reciprocal(
     source_damping = torch.exp(-0.5 * smearing_width**2 * k2)
     green = 2.0 * 4.0 * math.pi * coulomb_constant / (volume * k2)
     receiver_damping = torch.exp(-0.5 * receiver_widths[:, None] ** 2 * k2[None, :])
-    harmonics = None
+    harmonics: Optional[torch.Tensor] = None
     if quadrupole_matrices is not None:
         harmonics = torch.einsum("ka,mab,kb->km", k, quadrupole_matrices.to(k.dtype), k)
     return ReciprocalGeometry(
@@ -106,8 +105,9 @@ def structure_factor(
     """
     width = multipoles.shape[-1]
     even = multipoles[:, :1].expand(-1, geometry.k.shape[0])
-    if width >= 9 and geometry.quadrupole_harmonics is not None:
-        even = even - 0.5 * multipoles[:, 4:9] @ geometry.quadrupole_harmonics.T
+    harmonics = geometry.quadrupole_harmonics
+    if width >= 9 and harmonics is not None:
+        even = even - 0.5 * multipoles[:, 4:9] @ harmonics.T
     real = (even * geometry.cos).sum(0)
     imag = -(even * geometry.sin).sum(0)
     if width >= 4:
@@ -139,9 +139,10 @@ def reciprocal_potential_features(
         x_imag = v_real * geometry.sin + v_imag * geometry.cos  # Im[v(k) e^{ik·r_i}]
         parts.append(-torch.einsum("nk,wk,ka->nwa", x_imag, damping, geometry.k))
     if receiver_max_l >= 2:
-        if geometry.quadrupole_harmonics is None:
+        harmonics = geometry.quadrupole_harmonics
+        if harmonics is None:
             raise ValueError("quadrupole harmonics were not prepared for l = 2 receivers")
-        parts.append(-0.5 * torch.einsum("nk,wk,km->nwm", x_real, damping, geometry.quadrupole_harmonics))
+        parts.append(-0.5 * torch.einsum("nk,wk,km->nwm", x_real, damping, harmonics))
     return torch.cat(parts, dim=-1)
 
 
