@@ -2,7 +2,7 @@
 
 The implicit fixed-point layer needs every tensor its map depends on as an explicit argument;
 geometry objects are dataclasses holding many tensors. Containers: dataclasses, lists, tuples
-and dicts; other leaves are kept as they are.
+(NamedTuples keep their type) and dicts; other leaves are kept as they are.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def _replace(node: Any, replacements: Iterator[torch.Tensor]) -> Any:
     if isinstance(node, list):
         return [_replace(item, replacements) for item in node]
     if isinstance(node, tuple):
-        return tuple(_replace(item, replacements) for item in node)
+        items = [_replace(item, replacements) for item in node]
+        return type(node)(*items) if hasattr(node, "_fields") else tuple(items)  # NamedTuples keep their type
     if isinstance(node, dict):
         return {key: _replace(item, replacements) for key, item in node.items()}
     return node
