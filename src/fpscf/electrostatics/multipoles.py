@@ -26,6 +26,12 @@ def num_multipole_coefficients(l_max: int) -> int:
     return (l_max + 1) ** 2
 
 
+def l_block(coefficients: torch.Tensor, l: int) -> torch.Tensor:
+    """The ``2l+1`` components of degree ``l`` in the last dimension of e3nn-ordered coefficients
+    ``(..., (l_max+1)²)`` (a view; TorchScript-compatible, unlike slice objects)."""
+    return coefficients.narrow(-1, l * l, 2 * l + 1)
+
+
 def multipole_irreps(l_max: int) -> o3.Irreps:
     """e3nn irreps ``0e + 1o + 2e`` truncated at ``l_max``."""
     num_multipole_coefficients(l_max)

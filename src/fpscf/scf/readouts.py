@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from fpscf.electrostatics.multipoles import l_block
 from fpscf.nn import MLP
 
 READOUT_TYPES = (
@@ -24,7 +25,7 @@ def _invariants(tensor: torch.Tensor, max_l: int) -> list[torch.Tensor]:
     """l = 0 components and smooth norms ``sqrt(|x_l|² + ε²) − ε`` of l > 0 blocks, each (..., 1)."""
     out = [tensor[..., :1]]
     for l in range(1, max_l + 1):
-        block = tensor[..., l * l : (l + 1) ** 2]
+        block = l_block(tensor, l)
         out.append(torch.sqrt((block**2).sum(-1, keepdim=True) + 1e-8) - 1e-4)
     return out
 
@@ -66,7 +67,7 @@ class StrictQuadraticFieldEnergyReadout(torch.nn.Module):
         delta = multipoles - target
         energy = delta.new_zeros(delta.shape[0])
         for l in range(response.shape[-1]):
-            energy = energy + 0.5 * (delta[:, l * l : (l + 1) * (l + 1)] ** 2).sum(-1) / compliance[:, l]
+            energy = energy + 0.5 * (l_block(delta, l) ** 2).sum(-1) / compliance[:, l]
         return energy
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
+from fpscf.electrostatics.multipoles import l_block
 from fpscf.nn import MLP, InteractionBlock, IrrepsReadout
 
 UPDATE_TYPES = ("OneBodyVariableUpdate", "ManyBodyUpdate")
@@ -47,9 +48,9 @@ class BiasedLinearPotentialEmbedding(torch.nn.Module):
         pieces = []
         for l in range(self.multipole_max_l + 1):
             if l <= self.response_max_l:
-                pieces.append((response[:, :, l : l + 1] * features[:, :, l * l : (l + 1) * (l + 1)]).sum(1))
+                pieces.append((response[:, :, l : l + 1] * l_block(features, l)).sum(1))
             else:
-                pieces.append(out[:, l * l : (l + 1) * (l + 1)])
+                pieces.append(l_block(out, l))
         pieces[0] = pieces[0] + bias
         return torch.cat(pieces, dim=-1)
 
@@ -79,12 +80,12 @@ class MLPNonLinearity(torch.nn.Module):
 
     def forward(self, node_scalars: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
         norms = [
-            torch.sqrt((embedded[:, l * l : (l + 1) * (l + 1)] ** 2).sum(-1, keepdim=True) + 1e-12)
+            torch.sqrt((l_block(embedded, l) ** 2).sum(-1, keepdim=True) + 1e-12)
             for l in range(1, self.multipole_max_l + 1)
         ]
         gates = torch.tanh(self.mlp(torch.cat([node_scalars, embedded[:, :1]] + norms, dim=-1)))
         return torch.cat(
-            [embedded[:, l * l : (l + 1) * (l + 1)] * (1.0 + gates[:, l : l + 1]) for l in range(self.multipole_max_l + 1)],
+            [l_block(embedded, l) * (1.0 + gates[:, l : l + 1]) for l in range(self.multipole_max_l + 1)],
             dim=-1,
         )
 
@@ -145,7 +146,7 @@ class ManyBodyUpdate(torch.nn.Module):
 def _bounded(multipoles: torch.Tensor) -> torch.Tensor:
     """Equivariant soft bound of each l block: ``x_l / sqrt(1 + |x_l|²)`` (N, (l_max+1)²)."""
     max_l = int(round(multipoles.shape[-1] ** 0.5)) - 1
-    blocks = [multipoles[:, l * l : (l + 1) * (l + 1)] for l in range(max_l + 1)]
+    blocks = [l_block(multipoles, l) for l in range(max_l + 1)]
     return torch.cat([x * torch.rsqrt(1.0 + (x * x).sum(-1, keepdim=True)) for x in blocks], dim=-1)
 
 
@@ -153,7 +154,7 @@ def _flatten_features(features: torch.Tensor) -> torch.Tensor:
     """(N, W, (L+1)²) → (N, W×0e + W×1o + W×2e) in e3nn layout (multiplicity-major per l)."""
     n, w, size = features.shape
     max_l = int(round(size**0.5)) - 1
-    return torch.cat([features[:, :, l * l : (l + 1) * (l + 1)].reshape(n, -1) for l in range(max_l + 1)], dim=-1)
+    return torch.cat([l_block(features, l).reshape(n, -1) for l in range(max_l + 1)], dim=-1)
 
 
 def feature_irreps(num_widths: int, feature_max_l: int) -> o3.Irreps:

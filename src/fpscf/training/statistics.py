@@ -9,6 +9,7 @@ import torch
 from ase.data import chemical_symbols
 
 from fpscf.data.graph import AtomicGraph, collate
+from fpscf.electrostatics.multipoles import l_block
 from fpscf.training.config import AVERAGE
 from fpscf.training.forward import reference_multipoles
 
@@ -87,7 +88,7 @@ def field_feature_norms(model: torch.nn.Module, graphs: list[AtomicGraph], batch
             batch = collate(chosen[start : start + batch_size])
             reference = reference_multipoles(batch, model.num_coefficients)
             features = model.density_field_features(batch, reference)
-            per_l = torch.stack([(features[:, :, l * l : (l + 1) ** 2] ** 2).sum(-1) / (2 * l + 1) for l in range(lf + 1)], -1)
+            per_l = torch.stack([(l_block(features, l) ** 2).sum(-1) / (2 * l + 1) for l in range(lf + 1)], -1)
             sums = per_l.sum(0) if sums is None else sums + per_l.sum(0)
             count += features.shape[0]
     norms = torch.sqrt(sums / count).clamp_min(1e-6)
