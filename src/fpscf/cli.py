@@ -145,9 +145,7 @@ def _spectra(args: argparse.Namespace) -> int:
             raise ValueError("--supercell, --q-direction and --bands are for crystals (a fully periodic structure)")
         kind = "crystal" if periodic else "molecule" if not atoms.pbc.any() else "partly periodic structure"
         print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, {kind}; model {model_name}", flush=True)
-        if args.relax is not None:
-            if periodic or atoms.pbc.any():
-                raise ValueError("--relax is for molecules; relax crystals (cell and positions) before")
+        if args.relax is not None:  # relax_molecule refuses periodic structures with a clear error
             atoms = relax_molecule(atoms, calculator, fmax=args.relax, field=args.field, progress=options["progress"])
         spectra = compute_spectra(atoms, calculator, **options)
         written = write_spectra(spectra, args.out, width=args.width, model=str(model_name))

