@@ -14,6 +14,8 @@ At R = 0 these reduce to the self terms. Everything is plain torch (exportable).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 
@@ -21,10 +23,10 @@ def potential_derivatives(
     separation: torch.Tensor,
     radial: torch.Tensor,
     charges: torch.Tensor,
-    dipoles: torch.Tensor | None,
-    quadrupoles: torch.Tensor | None,
+    dipoles: Optional[torch.Tensor],
+    quadrupoles: Optional[torch.Tensor],
     receiver_max_l: int,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Smoothed potential derivatives of sources at receivers.
 
     separation: (P, 3) ``r_receiver − r_source`` Å; radial: (P, W, n) ``B_n`` for W receiver widths;
@@ -36,7 +38,7 @@ def potential_derivatives(
     q = charges[:, None]
     # chain[k] = q B_k + s B_{k+1} + ½ t B_{k+2}, k = 0..receiver_max_l
     chain = [q * B[..., k] for k in range(receiver_max_l + 1)]
-    u = None
+    u: Optional[torch.Tensor] = None
     if dipoles is not None:
         s = (dipoles * separation).sum(-1)[:, None]
         chain = [c + s * B[..., k + 1] for k, c in enumerate(chain)]

@@ -10,7 +10,6 @@ Everything here is plain torch so it can be exported; the structure factor is a 
 it can be accumulated per MPI rank and all-reduced.
 """
 
-from __future__ import annotations
 
 import math
 from typing import NamedTuple, Optional
@@ -28,9 +27,12 @@ def half_space_miller_indices(cell: torch.Tensor, k_cutoff: float) -> torch.Tens
     with torch.no_grad():
         cell64 = cell.detach().to(torch.float64)
         lengths = torch.linalg.norm(cell64, dim=-1)
-        n_max = [int(math.floor(k_cutoff * float(length) / (2.0 * math.pi))) for length in lengths]
-        ranges = [torch.arange(-m, m + 1, device=cell.device) for m in n_max]
-        grid = torch.cartesian_prod(*ranges).reshape(-1, 3)
+        n_max: list[int] = torch.floor(k_cutoff * lengths / (2.0 * math.pi)).to(torch.long).tolist()
+        grid = torch.cartesian_prod(
+            torch.arange(-n_max[0], n_max[0] + 1, device=cell.device),
+            torch.arange(-n_max[1], n_max[1] + 1, device=cell.device),
+            torch.arange(-n_max[2], n_max[2] + 1, device=cell.device),
+        ).reshape(-1, 3)
         first_nonzero = torch.where(
             grid[:, 0] != 0, grid[:, 0], torch.where(grid[:, 1] != 0, grid[:, 1], grid[:, 2])
         )

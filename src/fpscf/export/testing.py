@@ -83,8 +83,10 @@ class ToyFieldModel(torch.nn.Module):
         self.coupling: float = parameters.coupling
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, n_local: int, edge_index: torch.Tensor,
-                cell: torch.Tensor, pbc: torch.Tensor, field: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """positions (n_all, 3) Å; species (n_all,); edge_index (2, E) receiver, sender; field (3,) V/Å."""
+                cell: torch.Tensor, pbc: torch.Tensor, field: torch.Tensor, image_shifts: torch.Tensor,
+                state: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """positions (n_all, 3) Å; species (n_all,); edge_index (2, E) receiver, sender; field (3,) V/Å;
+        image_shifts and state (no per-atom state: state_size 0) are not used by the toy."""
         n_all = positions.shape[0]
         receiver, sender = edge_index[0], edge_index[1]
         vectors = (positions[sender] - positions[receiver]).detach().requires_grad_(True)
@@ -142,15 +144,17 @@ def toy_module(species: Sequence[str] = ("O", "H"), r_max: float = 4.0, *, perio
     return module
 
 
-def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[float] = (0.0, 0.0, 0.0)
-                   ) -> dict[str, np.ndarray | float]:
+def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[float] = (0.0, 0.0, 0.0),
+                   state: np.ndarray | None = None) -> dict[str, np.ndarray | float]:
     """Evaluate a contract module on ASE Atoms in Python, building the ghost atoms LAMMPS would.
 
     Ghosts are the periodic images within ``num_interactions * r_max`` of the cell's atoms; edges
     join every pair closer than ``r_max``. Forces and virials on ghosts are folded back onto
     their atoms. Returns ASE-style arrays: ``energy`` eV, ``energies`` (N,) eV, ``forces`` (N, 3)
     eV/Å, ``stress`` (6,) eV/Å³ in ASE's Voigt order (periodic cells only, else absent),
-    ``virials`` (N, 6) eV in LAMMPS order xx, yy, zz, xy, xz, yz, ``charges`` (N,) e, ``dipole`` (3,) e·Å.
+    ``virials`` (N, 6) eV in LAMMPS order xx, yy, zz, xy, xz, yz, ``charges`` (N,) e, ``dipole`` (3,) e·Å,
+    and ``state`` (N, state_size) for models that keep one (pass it back as ``state`` to warm-start;
+    the default is NaN rows: no previous step).
     """
     from ase.neighborlist import neighbor_list
     from scipy.spatial import cKDTree
@@ -182,11 +186,15 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
         keep = receiver < n
         receiver, sender = receiver[keep], sender[keep]
 
+    state_size = int(getattr(module, "state_size", 0))
+    if state is None:
+        state = np.full((n, state_size), np.nan)
     with torch.enable_grad():
         out = module(
             torch.tensor(all_positions, dtype=torch.float64), torch.tensor(species[owner], dtype=torch.int64), n,
             torch.tensor(np.stack([receiver, sender]), dtype=torch.int64), torch.tensor(cell, dtype=torch.float64),
             torch.tensor(atoms.pbc, dtype=torch.bool), torch.tensor(np.asarray(field, float), dtype=torch.float64),
+            torch.zeros(n, 3, dtype=torch.float64), torch.tensor(np.asarray(state, float), dtype=torch.float64),
         )
     forces, virials = np.zeros((n, 3)), np.zeros((n, 6))
     np.add.at(forces, owner, out["forces"].detach().numpy())
@@ -198,6 +206,10 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
         "energy": float(energies.sum()), "energies": energies, "forces": forces, "virials": virials,
         "charges": charges, "dipole": dipole,
     }
+    if "state" in out:
+        results["state"] = out["state"].detach().numpy()
+    if "scf_steps" in out:
+        results["scf_steps"] = int(out["scf_steps"][0])
     if atoms.pbc.all():
         w = virials.sum(axis=0)  # xx, yy, zz, xy, xz, yz
         results["stress"] = -np.array([w[0], w[1], w[2], w[5], w[4], w[3]]) / atoms.get_volume()

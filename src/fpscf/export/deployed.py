@@ -1,0 +1,648 @@
+"""The deployed model: a FixedPointModel with its SCF loop, written for TorchScript and MPI.
+
+:class:`DeployedModel` obeys the ``pair_style fpscf`` contract (lammps_plugin/README.md). One call
+takes a rank's owned atoms and their ghosts and returns energies, forces, virials and charges of
+the converged density. The work splits as in DESIGN.md section 6:
+
+* local (owned + ghost atoms): encoder, local density, update rule, readouts;
+* global, summed over ranks with ``fpscf::allreduce_sum`` (:mod:`fpscf.export.comm`): the
+  structure factor ``S(k)`` of a periodic cell (one all-reduce per SCF step), the total charge and
+  its slope for the Fermi level, and the dot products of Anderson mixing and GMRES. Open
+  boundaries gather every rank's positions and multipoles instead (small clusters).
+
+Forces are exact: after the SCF converges, the adjoint ``(I − ∂F/∂x)ᵀ λ = ∂E/∂x`` of the
+augmented map ``x = (p, μ)`` is solved by GMRES and the forces and virial are one backward pass of
+``E + λ·F(x*)`` at fixed ``x*``, ``λ`` (the same implicit derivative as the Python model).
+
+Needs a one-body update and a field readout without edges; the density is warm-started from the
+``state`` input (the previous step's multipoles and Fermi level, NaN rows for atoms without one).
+"""
+
+import copy
+import math
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from fpscf.electrostatics.applied_field import applied_field_features
+from fpscf.electrostatics.kernels import self_radial_functions, smeared_coulomb_radial_functions
+from fpscf.electrostatics.multipoles import split_multipoles
+from fpscf.electrostatics.pair_fields import potential_derivatives, required_radial_order
+from fpscf.electrostatics.reciprocal import (
+    ReciprocalGeometry,
+    half_space_miller_indices,
+    prepare_reciprocal,
+    reciprocal_potential_features,
+    structure_factor,
+)
+from fpscf.export import comm  # noqa: F401  (registers the fpscf:: operators)
+from fpscf.scf.readouts import NullFieldReadout, OneBodyMLPFieldReadout, StrictQuadraticFieldEnergyReadout
+from fpscf.scf.settings import SCFSettings
+from fpscf.scf.updates import OneBodyVariableUpdate
+
+FERMI_NEWTON_STEPS = 2
+
+
+class ExportError(ValueError):
+    """The model cannot be exported as it is; the message says what to change."""
+
+
+class _NoHigherMultipoles(torch.nn.Module):
+    """Stands in for ``local_higher`` of a charges-only local density."""
+
+    def forward(self, node_feats: torch.Tensor) -> torch.Tensor:
+        return node_feats.new_zeros(node_feats.shape[0], 0)
+
+
+class DeployedModel(torch.nn.Module):
+    """TorchScript-ready fixed-point model for ``pair_style fpscf``. Build with :func:`deploy`."""
+
+    # contract attributes (read by the pair style)
+    r_max: float
+    species_symbols: List[str]
+    periodic_only: bool
+    num_interactions: int
+    has_centroid_virial: bool
+    state_size: int
+    scf_tolerance: float
+    max_scf_steps: int
+    total_charge: float
+    # SCF and linear-solve settings
+    charge_tolerance: float
+    mixing_parameter: float
+    anderson_history: int
+    divergence_factor: float
+    fermi_newton_steps: int
+    linear_rtol: float
+    linear_max_iterations: int
+    linear_restart: int
+    # model constants
+    boundary_method: str
+    num_coefficients: int
+    local_l: int
+    max_l: int
+    feature_max_l: int
+    radial_order: int
+    smearing_width: float
+    k_cutoff: float
+    coulomb_constant: float
+    strict_readout: bool
+    keep_self: List[bool]
+    layer_scalar_counts: List[int]
+
+    def __init__(self, model: torch.nn.Module, settings: SCFSettings, total_charge: float = 0.0) -> None:
+        super().__init__()
+        from ase.data import chemical_symbols
+
+        config = model.config
+        check_exportable(model)
+        electrostatics = model.electrostatics
+        ecfg = electrostatics.config
+        self.r_max = float(config.r_max)
+        self.species_symbols = [chemical_symbols[int(z)] for z in config.atomic_numbers]
+        self.boundary_method = str(config.electrostatic_pbc_method)
+        self.periodic_only = self.boundary_method == "pbc"
+        self.num_interactions = int(config.num_interactions)
+        self.has_centroid_virial = True
+        self.num_coefficients = int(model.num_coefficients)
+        self.state_size = self.num_coefficients + 1
+        self.scf_tolerance = float(settings.tolerance)
+        self.max_scf_steps = int(settings.max_steps)
+        self.total_charge = float(total_charge)
+        self.charge_tolerance = float(settings.charge_tolerance)
+        self.mixing_parameter = float(settings.mixing_parameter)
+        self.anderson_history = int(settings.history) if settings.mixing == "anderson" else 0
+        self.divergence_factor = float(settings.divergence_factor)
+        self.fermi_newton_steps = FERMI_NEWTON_STEPS
+        self.linear_rtol = 1e-12
+        self.linear_max_iterations = 400
+        self.linear_restart = 50
+
+        self.local_l = int(model.local_l)
+        self.max_l = int(ecfg.max_l)
+        self.feature_max_l = int(ecfg.feature_max_l)
+        self.radial_order = int(required_radial_order(ecfg.multipole_max_l, ecfg.max_l))
+        self.smearing_width = float(ecfg.smearing_width)
+        self.k_cutoff = float(ecfg.k_cutoff)
+        self.coulomb_constant = float(ecfg.coulomb_constant)
+        self.keep_self = [bool(ecfg.include_self_interaction)] + [bool(ecfg.include_field_self_interaction)] * len(
+            ecfg.receiver_widths
+        )
+        self.layer_scalar_counts = [int(n) for n in model.layer_scalar_counts]
+        self.strict_readout = isinstance(model.field_readout, StrictQuadraticFieldEnergyReadout)
+
+        self.encoder = copy.deepcopy(model.encoder)
+        self.local_energy = copy.deepcopy(model.local_energy)
+        self.local_charges = copy.deepcopy(model.local_charges)
+        self.local_higher = copy.deepcopy(model.local_higher) if model.local_higher is not None else _NoHigherMultipoles()
+        self.update = copy.deepcopy(model.update)
+        self.field_readout = copy.deepcopy(model.field_readout)
+        dtype = torch.float64
+        self.register_buffer("atomic_energies", model.atomic_energies.detach().to(dtype).clone())
+        self.register_buffer("density_scaling", model.density_scaling.detach().to(dtype).clone())
+        self.register_buffer("feature_norms", model.feature_norms.detach().to(dtype).clone())
+        self.register_buffer("receiver_widths", electrostatics.receiver_widths.detach().to(dtype).clone())
+        self.register_buffer("interaction_widths", electrostatics.interaction_widths.detach().to(dtype).clone())
+        self.register_buffer("quadrupole_matrices", electrostatics.quadrupole_matrices.detach().to(dtype).clone())
+        norms = [self.feature_norms[:, l : l + 1].expand(-1, 2 * l + 1) for l in range(self.feature_max_l + 1)]
+        self.register_buffer("feature_scale", torch.cat(norms, dim=-1).clone())
+        self.to(dtype)
+
+    # ------------------------------------------------------------------ electrostatics
+    def _to_features(self, v0: torch.Tensor, v1: Optional[torch.Tensor], v2: Optional[torch.Tensor]) -> torch.Tensor:
+        parts = [v0.unsqueeze(-1)]
+        if v1 is not None:
+            parts.append(v1)
+        if v2 is not None:
+            parts.append(0.5 * torch.einsum("nwab,mab->nwm", v2, self.quadrupole_matrices))
+        return torch.cat(parts, dim=-1)
+
+    def _self_potential(self, multipoles: torch.Tensor) -> torch.Tensor:
+        """Each atom's projection of its own potential (n, 1+W, (L+1)²)."""
+        charges, dipoles, quadrupoles = split_multipoles(multipoles, self.quadrupole_matrices)
+        radial = self_radial_functions(self.interaction_widths, self.radial_order, self.coulomb_constant)
+        n = multipoles.shape[0]
+        v0, v1, v2 = potential_derivatives(
+            multipoles.new_zeros(n, 3), radial.unsqueeze(0).expand(n, -1, -1), charges, dipoles, quadrupoles, self.max_l
+        )
+        return self._to_features(v0, v1, v2)
+
+    def _self_correction(self, multipoles: torch.Tensor, periodic: bool) -> torch.Tensor:
+        """What to add to the pair (open) or reciprocal (periodic) sum for the self-interaction flags."""
+        keep = torch.tensor(self.keep_self, dtype=multipoles.dtype, device=multipoles.device)[None, :, None]
+        weight = (1.0 - keep) * -1.0 if periodic else keep
+        return self._self_potential(multipoles) * weight
+
+    def _gather_rows(self, rows: torch.Tensor, offset: int, total: int) -> torch.Tensor:
+        """Every rank's ``rows`` (n_local, ...) stacked in rank order (total, ...), differentiably."""
+        padded = rows.new_zeros([total] + rows.shape[1:])
+        padded = padded.index_copy(0, torch.arange(offset, offset + rows.shape[0], device=rows.device), rows)
+        return torch.ops.fpscf.allreduce_sum(padded)
+
+    def _potential(
+        self,
+        multipoles: torch.Tensor,
+        periodic: bool,
+        recip: Optional[ReciprocalGeometry],
+        pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        offset: int,
+        total: int,
+    ) -> torch.Tensor:
+        """Hartree potential projections (n_local, 1+W, (L+1)²) of the whole density at the owned atoms."""
+        if periodic:
+            assert recip is not None
+            real, imag = structure_factor(recip, multipoles)
+            summed = torch.ops.fpscf.allreduce_sum(torch.stack([real, imag]))
+            features = reciprocal_potential_features(recip, summed[0], summed[1], self.max_l)
+        else:
+            receiver_rows, sources, separation, radial = pair_geometry
+            gathered = self._gather_rows(multipoles, offset, total)[sources]
+            charges, dipoles, quadrupoles = split_multipoles(gathered, self.quadrupole_matrices)
+            v0, v1, v2 = potential_derivatives(separation, radial, charges, dipoles, quadrupoles, self.max_l)
+            pair_features = self._to_features(v0, v1, v2)
+            features = pair_features.new_zeros([multipoles.shape[0]] + pair_features.shape[1:])
+            features = features.index_add(0, receiver_rows, pair_features)
+        return features + self._self_correction(multipoles, periodic)
+
+    # ------------------------------------------------------------------ SCF map
+    def _response(
+        self,
+        base: torch.Tensor,
+        mu: torch.Tensor,
+        local: torch.Tensor,
+        node_scalars: torch.Tensor,
+        node_feats: torch.Tensor,
+        no_edges: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """G(p, μ) from the potential features ``base`` (n, W, (L_f+1)²) and μ (1,) V."""
+        shift = torch.zeros_like(base)
+        shift[:, :, 0] = mu
+        features = (base + shift) / self.feature_scale
+        return local + self.update(node_scalars, node_feats, features, no_edges)
+
+    def _base_features(
+        self,
+        multipoles: torch.Tensor,
+        external: torch.Tensor,
+        periodic: bool,
+        recip: Optional[ReciprocalGeometry],
+        pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        offset: int,
+        total: int,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        size_f = (self.feature_max_l + 1) * (self.feature_max_l + 1)
+        hartree = self._potential(multipoles, periodic, recip, pair_geometry, offset, total)
+        return hartree, hartree[:, 1:, :size_f] + external[:, :, :size_f]
+
+    def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.ops.fpscf.allreduce_sum(value)
+
+    def _solve_mu(
+        self,
+        base: torch.Tensor,
+        mu: torch.Tensor,
+        local: torch.Tensor,
+        node_scalars: torch.Tensor,
+        node_feats: torch.Tensor,
+        no_edges: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """Newton steps on Σq(μ) = Q over all ranks (values only)."""
+        for _ in range(self.fermi_newton_steps):
+            mu_var = mu.detach().requires_grad_(True)
+            q = self._response(base, mu_var, local, node_scalars, node_feats, no_edges)[:, 0].sum()
+            grads = torch.autograd.grad([q], [mu_var], allow_unused=True)
+            slope_local = grads[0]
+            if slope_local is None:
+                slope_local = torch.zeros_like(mu)
+            both = self._global_sum(torch.cat([q.detach().reshape(1), slope_local.detach().reshape(1)]))
+            mu = (mu - (both[0] - self.total_charge) / both[1]).detach()
+        return mu
+
+    def _history_text(self, history: List[float]) -> str:
+        if len(history) <= 12:
+            return ", ".join(["{:.3e}".format(r) for r in history])
+        head = ", ".join(["{:.3e}".format(r) for r in history[:4]])
+        return head + ", …, " + ", ".join(["{:.3e}".format(r) for r in history[-7:]])
+
+    def _scf(
+        self,
+        p0: torch.Tensor,
+        mu0: torch.Tensor,
+        external: torch.Tensor,
+        periodic: bool,
+        recip: Optional[ReciprocalGeometry],
+        pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        offset: int,
+        total: int,
+        local: torch.Tensor,
+        node_scalars: torch.Tensor,
+        node_feats: torch.Tensor,
+        no_edges: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """Anderson-mixed SCF on every rank in step (all decisions use global quantities)."""
+        x = p0.detach().clone()
+        mu = mu0.detach().clone()
+        xs: List[torch.Tensor] = []
+        rs: List[torch.Tensor] = []
+        history: List[float] = []
+        best = math.inf
+        for step in range(1, self.max_scf_steps + 1):
+            _, base = self._base_features(x, external, periodic, recip, pair_geometry, offset, total)
+            base = base.detach()
+            mu = self._solve_mu(base, mu, local, node_scalars, node_feats, no_edges)
+            gx = self._response(base, mu, local, node_scalars, node_feats, no_edges).detach()
+            residual = gx - x
+            local_max = residual.abs().max() if residual.numel() > 0 else residual.new_zeros(())
+            charge = self._global_sum(gx[:, 0].sum().reshape(1))[0] - self.total_charge
+            both = torch.ops.fpscf.allreduce_max(torch.stack([local_max, charge.abs()]))
+            norm = float(both[0])
+            history.append(norm)
+            if not math.isfinite(norm):
+                raise RuntimeError(
+                    "fpscf: the SCF produced a non-finite density after " + str(step) + " steps; residual history "
+                    "(max |G(p) - p|): [" + self._history_text(history) + "]"
+                )
+            if norm < self.scf_tolerance and float(both[1]) < self.charge_tolerance:
+                return gx, mu, step
+            best = min(best, norm)
+            if norm > self.divergence_factor * max(best, self.scf_tolerance):
+                break
+            if self.anderson_history == 0:
+                x = x + self.mixing_parameter * residual
+                continue
+            xs.append(x.reshape(-1).clone())
+            rs.append(residual.reshape(-1).clone())
+            if len(xs) > self.anderson_history + 1:
+                xs.pop(0)
+                rs.pop(0)
+            x = self._anderson_step(xs, rs).reshape(x.shape)
+        raise RuntimeError(
+            "fpscf: the SCF did not converge in " + str(len(history)) + " steps (scf_tol "
+            + "{:.1e}".format(self.scf_tolerance) + "); residual history (max |G(p) - p|): ["
+            + self._history_text(history) + "]. Try a larger max_scf, check the structure for "
+            "overlapping atoms, or a smaller time step"
+        )
+
+    def _anderson_step(self, xs: List[torch.Tensor], rs: List[torch.Tensor]) -> torch.Tensor:
+        x, r = xs[-1], rs[-1]
+        beta = self.mixing_parameter
+        if len(xs) == 1:
+            return x + beta * r
+        dx = torch.stack([xs[i + 1] - xs[i] for i in range(len(xs) - 1)], dim=1)
+        dr = torch.stack([rs[i + 1] - rs[i] for i in range(len(rs) - 1)], dim=1)
+        m = dr.shape[1]
+        summed = self._global_sum(torch.cat([(dr.T @ dr).reshape(-1), dr.T @ r]))
+        gram = summed[: m * m].reshape(m, m)
+        rhs = summed[m * m :]
+        regulariser = 1e-12 * torch.trace(gram).clamp_min(1e-300) * torch.eye(m, dtype=gram.dtype, device=gram.device)
+        gamma = torch.linalg.solve(gram + regulariser, rhs)
+        return x + beta * r - (dx + beta * dr) @ gamma
+
+    # ------------------------------------------------------------------ adjoint
+    def _dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Global inner product of (p-part on this rank, μ replicated as the last entry)."""
+        return self._global_sum((a[:-1] * b[:-1]).sum().reshape(1))[0] + a[-1] * b[-1]
+
+    def _adjoint_operator(
+        self, v: torch.Tensor, g_map: torch.Tensor, p_var: torch.Tensor, mu_var: torch.Tensor, slope: torch.Tensor
+    ) -> torch.Tensor:
+        """``(I − Jᵀ) v`` for the augmented map ``F(p, μ) = (G(p, μ), μ − (ΣG_q − Q)/s)``."""
+        n = p_var.numel()
+        lam_p = v[:n].reshape(p_var.shape)
+        lam_mu = v[n]
+        cotangent = lam_p.clone()
+        cotangent[:, 0] = cotangent[:, 0] - lam_mu / slope
+        cotangents: List[Optional[torch.Tensor]] = [cotangent]
+        grads = torch.autograd.grad([g_map], [p_var, mu_var], cotangents, retain_graph=True, allow_unused=True)
+        jp = grads[0]
+        jmu = grads[1]
+        if jp is None:
+            jp = torch.zeros_like(p_var)
+        if jmu is None:
+            jmu = torch.zeros_like(mu_var)
+        jmu_total = self._global_sum(jmu.reshape(1))[0] + lam_mu
+        return v - torch.cat([jp.reshape(-1), jmu_total.reshape(1)])
+
+    def _gmres(
+        self, rhs: torch.Tensor, g_map: torch.Tensor, p_var: torch.Tensor, mu_var: torch.Tensor, slope: torch.Tensor
+    ) -> torch.Tensor:
+        """Restarted GMRES for ``(I − Jᵀ) λ = rhs`` with global inner products."""
+        x = torch.zeros_like(rhs)
+        b_norm = float(torch.sqrt(self._dot(rhs, rhs)))
+        if b_norm == 0.0:
+            return x
+        used = 0
+        history: List[float] = []
+        while used < self.linear_max_iterations:
+            r = rhs - self._adjoint_operator(x, g_map, p_var, mu_var, slope)
+            beta = float(torch.sqrt(self._dot(r, r)))
+            history.append(beta / b_norm)
+            if beta / b_norm < self.linear_rtol:
+                return x
+            basis: List[torch.Tensor] = [r / beta]
+            m = min(self.linear_restart, self.linear_max_iterations - used)
+            h = torch.zeros(m + 1, m, dtype=rhs.dtype, device=rhs.device)
+            k_done = 0
+            for k in range(m):
+                w = self._adjoint_operator(basis[k], g_map, p_var, mu_var, slope)
+                used += 1
+                for j in range(k + 1):
+                    h[j, k] = self._dot(w, basis[j])
+                    w = w - h[j, k] * basis[j]
+                h[k + 1, k] = torch.sqrt(self._dot(w, w))
+                k_done = k + 1
+                e1 = torch.zeros(k + 2, dtype=rhs.dtype, device=rhs.device)
+                e1[0] = beta
+                y = torch.linalg.lstsq(h[: k + 2, : k + 1], e1.unsqueeze(-1)).solution.squeeze(-1)
+                estimate = float(torch.linalg.norm(h[: k + 2, : k + 1] @ y - e1)) / b_norm
+                if estimate < self.linear_rtol or float(h[k + 1, k]) < 1e-300:
+                    break
+                basis.append(w / h[k + 1, k])
+            e1 = torch.zeros(k_done + 1, dtype=rhs.dtype, device=rhs.device)
+            e1[0] = beta
+            y = torch.linalg.lstsq(h[: k_done + 1, :k_done], e1.unsqueeze(-1)).solution.squeeze(-1)
+            x = x + torch.stack(basis[:k_done], dim=1) @ y
+        r = rhs - self._adjoint_operator(x, g_map, p_var, mu_var, slope)
+        final = float(torch.sqrt(self._dot(r, r))) / b_norm
+        if final < 1e3 * self.linear_rtol:
+            return x
+        raise RuntimeError(
+            "fpscf: GMRES for the force adjoint did not converge in " + str(used) + " products (relative residual "
+            + "{:.2e}".format(final) + ", tolerance " + "{:.1e}".format(self.linear_rtol) + ")"
+        )
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        positions: torch.Tensor,
+        species: torch.Tensor,
+        n_local: int,
+        edge_index: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+        field: torch.Tensor,
+        image_shifts: torch.Tensor,
+        state: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        """One force evaluation of this rank (contract in lammps_plugin/README.md)."""
+        periodic = bool(pbc.all())
+        if not periodic and bool(pbc.any()):
+            raise RuntimeError(
+                "fpscf: the deployed model supports boxes periodic in all directions (p p p) or in none "
+                "(f f f / s s s), not a mix"
+            )
+        if periodic and self.boundary_method == "realspace":
+            raise RuntimeError("fpscf: this model treats structures as isolated (realspace electrostatics); use boundary f f f")
+        if not periodic and self.boundary_method == "pbc":
+            raise RuntimeError("fpscf: this model is for periodic systems only; use boundary p p p")
+        dtype = positions.dtype
+        device = positions.device
+        n_all = positions.shape[0]
+        receivers = edge_index[0]
+        senders = edge_index[1]
+
+        # differentiable leaves: edge vectors (local part), owned unwrapped positions and the cell (global part)
+        vectors = (positions[receivers] - positions[senders]).detach().requires_grad_(True)
+        owned = (positions[:n_local] + image_shifts).detach().requires_grad_(True)
+        box = cell.detach().requires_grad_(True)
+        model_edges = torch.stack([senders, receivers])
+
+        edge_sh, edge_radial = self.encoder.edge_embedding(vectors)
+        layers = self.encoder.forward_embedded(species, edge_sh, edge_radial, model_edges)
+        node_feats_all = layers[-1]
+        scalars: List[torch.Tensor] = []
+        for layer, count in zip(layers, self.layer_scalar_counts):
+            scalars.append(layer[:, :count])
+        node_scalars = torch.cat(scalars, dim=-1)[:n_local]
+        node_feats = node_feats_all[:n_local]
+        own_species = species[:n_local]
+
+        scale = self.density_scaling[own_species][:, None]
+        local = torch.cat([self.local_charges(node_scalars), self.local_higher(node_feats)], dim=-1) * scale
+        local = torch.nn.functional.pad(local, [0, self.num_coefficients - local.shape[1]])
+
+        external = applied_field_features(owned, field.to(dtype).expand(n_local, 3), self.max_l)
+        info = torch.ops.fpscf.world_info(positions)
+        rank = int(info[0])
+        size = int(info[1])
+        counts = positions.new_zeros(size)
+        counts[rank] = float(n_local)
+        counts = self._global_sum(counts)
+        offset = int(counts[:rank].sum())
+        total = int(counts.sum())
+
+        recip: Optional[ReciprocalGeometry] = None
+        recip_detached: Optional[ReciprocalGeometry] = None
+        no_index = torch.zeros(0, dtype=torch.long, device=device)
+        empty_pairs = (no_index, no_index, positions.new_zeros(0, 3), positions.new_zeros(0, 1, 1))
+        pairs = empty_pairs
+        pairs_detached = empty_pairs
+        if periodic:
+            miller = half_space_miller_indices(box.detach(), self.k_cutoff)
+            recip = prepare_reciprocal(
+                owned, box, miller, self.smearing_width, self.receiver_widths,
+                self.quadrupole_matrices if self.max_l >= 2 else None, self.coulomb_constant,
+            )
+            recip_detached = prepare_reciprocal(
+                owned.detach(), box.detach(), miller, self.smearing_width, self.receiver_widths,
+                self.quadrupole_matrices if self.max_l >= 2 else None, self.coulomb_constant,
+            )
+        else:
+            everyone = self._gather_rows(owned, offset, total)
+            # all pairs (receiver i owned here, source j anywhere, j != i), receiver-major
+            own_index = torch.arange(offset, offset + n_local, device=device)
+            all_index = torch.arange(total, device=device)
+            keep = own_index[:, None] != all_index[None, :]
+            sources = all_index[None, :].expand(n_local, total)[keep]
+            receiver_rows = torch.arange(n_local, device=device)[:, None].expand(n_local, total)[keep]
+            separation = owned[receiver_rows] - everyone[sources]
+            radial = smeared_coulomb_radial_functions(
+                (separation * separation).sum(-1)[:, None], self.interaction_widths[None, :], self.radial_order,
+                self.coulomb_constant,
+            )
+            pairs = (receiver_rows, sources, separation, radial)
+            pairs_detached = (receiver_rows, sources, separation.detach(), radial.detach())
+
+        # warm start: rows of `state` hold (p, μ) of the previous step, NaN where there is none
+        valid = ~torch.isnan(state).any(dim=1) if state.shape[1] == self.state_size else torch.zeros(n_local, dtype=torch.bool, device=device)
+        p0 = local.detach().clone()
+        mu_sum = positions.new_zeros(2)
+        if bool(valid.any()):
+            p0[valid] = state[valid][:, : self.num_coefficients].to(dtype)
+            mu_sum[0] = state[valid][:, self.num_coefficients].to(dtype).sum()
+            mu_sum[1] = float(int(valid.sum()))
+        mu_sum = self._global_sum(mu_sum)
+        mu0 = (mu_sum[0] / mu_sum[1]).reshape(1) if float(mu_sum[1]) > 0 else positions.new_zeros(1)
+
+        no_edges = (positions.new_zeros(0), positions.new_zeros(0), torch.zeros(2, 0, dtype=torch.long, device=device))
+        p_star, mu_star, steps = self._scf(
+            p0, mu0, external.detach(), periodic, recip_detached, pairs_detached, offset, total,
+            local.detach(), node_scalars.detach(), node_feats.detach(), no_edges,
+        )
+
+        # energy and map at the fixed point, differentiable in (p, μ) and the geometry leaves
+        p_var = p_star.detach().requires_grad_(True)
+        mu_var = mu_star.detach().requires_grad_(True)
+        hartree, base = self._base_features(p_var, external, periodic, recip, pairs, offset, total)
+        g_map = self._response(base, mu_var, local, node_scalars, node_feats, no_edges)
+        e_hartree = 0.5 * (p_var * hartree[:, 0, : self.num_coefficients]).sum(-1)
+        e_field = (p_var * external[:, 0, : self.num_coefficients]).sum(-1)
+        if self.strict_readout:
+            response, bias = self.update.embedding.response(node_scalars)
+            e_readout = self.field_readout(p_var, local, response, bias, self.feature_norms)
+        else:
+            shift = torch.zeros_like(base)
+            shift[:, :, 0] = mu_var
+            e_readout = self.field_readout(node_scalars, p_var, local, (base + shift) / self.feature_scale, model_edges)
+        atomic_energies = (
+            self.atomic_energies[own_species] + self.local_energy(node_scalars).squeeze(-1) + e_readout + e_hartree + e_field
+        )
+        energy = atomic_energies.sum()
+
+        # adjoint λ of the augmented map, then one backward pass of E + λ·F at fixed (p*, μ*)
+        grads = torch.autograd.grad([energy], [p_var, mu_var], retain_graph=True, allow_unused=True)
+        g_p = grads[0]
+        g_mu = grads[1]
+        if g_p is None:
+            g_p = torch.zeros_like(p_var)
+        if g_mu is None:
+            g_mu = torch.zeros_like(mu_var)
+        g_mu_total = self._global_sum(g_mu.reshape(1))
+        slope_grads = torch.autograd.grad([g_map[:, 0].sum()], [mu_var], retain_graph=True, allow_unused=True)
+        slope_local = slope_grads[0]
+        if slope_local is None:
+            slope_local = torch.zeros_like(mu_var)
+        slope = self._global_sum(slope_local.detach().reshape(1))[0]
+        rhs = torch.cat([g_p.detach().reshape(-1), g_mu_total.detach()])
+        lam = self._gmres(rhs, g_map, p_var, mu_var, slope).detach()
+        lam_p = lam[:-1].reshape(p_var.shape).clone()
+        lam_p[:, 0] = lam_p[:, 0] - lam[-1] / slope
+        lagrangian = energy + (lam_p * g_map).sum()
+        leaf_grads = torch.autograd.grad([lagrangian], [vectors, owned, box], allow_unused=True)
+        g_vec = leaf_grads[0]
+        g_own = leaf_grads[1]
+        g_box = leaf_grads[2]
+        if g_vec is None:
+            g_vec = torch.zeros_like(vectors)
+        if g_own is None:
+            g_own = torch.zeros_like(owned)
+        if g_box is None:
+            g_box = torch.zeros_like(box)
+
+        # forces: vector_e = x_receiver - x_sender
+        forces = positions.new_zeros(n_all, 3)
+        forces = forces.index_add(0, receivers, -g_vec).index_add(0, senders, g_vec)
+        forces[:n_local] = forces[:n_local] - g_own
+
+        # virial W_ab = -dE/dη_ab; per atom: half of each edge to both ends, the owned-position
+        # term to its atom, the explicit cell term (reciprocal space) shared evenly by owned atoms
+        edge_w = -vectors.detach()[:, :, None] * g_vec[:, None, :]
+        atom_w = positions.new_zeros(n_all, 3, 3)
+        atom_w = atom_w.index_add(0, receivers, 0.5 * edge_w).index_add(0, senders, 0.5 * edge_w)
+        atom_w[:n_local] = atom_w[:n_local] - owned.detach()[:, :, None] * g_own[:, None, :]
+        if n_local > 0:
+            cell_w = -(box.detach().T @ g_box)
+            atom_w[:n_local] = atom_w[:n_local] + cell_w / n_local
+        virial = torch.stack(
+            [
+                atom_w[:, 0, 0], atom_w[:, 1, 1], atom_w[:, 2, 2],
+                0.5 * (atom_w[:, 0, 1] + atom_w[:, 1, 0]),
+                0.5 * (atom_w[:, 0, 2] + atom_w[:, 2, 0]),
+                0.5 * (atom_w[:, 1, 2] + atom_w[:, 2, 1]),
+            ],
+            dim=1,
+        )
+        centroid = torch.stack(
+            [
+                atom_w[:, 0, 0], atom_w[:, 1, 1], atom_w[:, 2, 2], atom_w[:, 0, 1], atom_w[:, 0, 2], atom_w[:, 1, 2],
+                atom_w[:, 1, 0], atom_w[:, 2, 0], atom_w[:, 2, 1],
+            ],
+            dim=1,
+        )
+        p_out = p_star.detach()
+        dipole = (p_out[:, :1] * owned.detach()).sum(0)
+        if self.num_coefficients >= 4:
+            dipole = dipole + p_out[:, 1:4].sum(0)
+        new_state = torch.cat([p_out, mu_star.detach().expand(n_local, 1)], dim=1)
+        return {
+            "atomic_energies": atomic_energies.detach(),
+            "forces": forces.detach(),
+            "virial": virial.detach(),
+            "centroid_virial": centroid.detach(),
+            "charges": p_out[:, 0].clone(),
+            "dipole": dipole,
+            "state": new_state,
+            "fermi_level": mu_star.detach(),
+            "scf_steps": torch.tensor([float(steps)], dtype=dtype, device=device),
+        }
+
+
+def check_exportable(model: torch.nn.Module) -> None:
+    """Raise :class:`ExportError` naming what keeps ``model`` from running in the deployed form."""
+    config = model.config
+    problems = []
+    if not isinstance(model.update, OneBodyVariableUpdate):
+        problems.append(
+            "its update rule is ManyBodyUpdate (messages between neighbours at every SCF step need a ghost "
+            "exchange per step, not implemented); train with fixedpoint_update_config: {type: OneBodyVariableUpdate}"
+        )
+    if not isinstance(model.field_readout, (StrictQuadraticFieldEnergyReadout, OneBodyMLPFieldReadout, NullFieldReadout)):
+        problems.append(
+            f"its field readout {type(model.field_readout).__name__} reads neighbours; use "
+            "StrictQuadraticFieldEnergyReadout or OneBodyMLPFieldReadout"
+        )
+    if config.ewald_split_width is not None:
+        problems.append(
+            "it splits the periodic electrostatics Ewald-style (ewald_split_width); the deployed model sums in "
+            "reciprocal space only: rebuild with ewald_split_width: null"
+        )
+    if config.electrostatic_pbc_method == "slab":
+        problems.append("slab electrostatics are not supported by the deployed model")
+    if problems:
+        raise ExportError("this model cannot be exported for LAMMPS: " + "; ".join(problems))
+
+
+def deploy(model: torch.nn.Module, settings: Optional[SCFSettings] = None, total_charge: float = 0.0) -> torch.jit.ScriptModule:
+    """The TorchScript module of ``model`` (float64, CPU) for ``pair_style fpscf``."""
+    module = DeployedModel(model.to(torch.float64).cpu(), settings or SCFSettings(), total_charge)
+    return torch.jit.script(module)
