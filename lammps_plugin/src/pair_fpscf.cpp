@@ -2,6 +2,9 @@
 
 #include "pair_fpscf.h"
 
+#include "fix_fpscf_state.h"
+#include "fpscf_ops.h"
+
 #include "atom.h"
 #include "comm.h"
 #include "domain.h"
@@ -9,6 +12,7 @@
 #include "force.h"
 #include "input.h"
 #include "memory.h"
+#include "modify.h"
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "update.h"
@@ -26,14 +30,25 @@ using namespace LAMMPS_NS;
 namespace {
 
 // Order of the extra values in pvector, reported by `compute pair fpscf` (summed over ranks).
-enum { DIPOLE_X = 0, DIPOLE_Y, DIPOLE_Z, TOTAL_CHARGE, NUM_EXTRA };
+// SCF_STEPS is stored divided by the number of ranks, so the sum over ranks is the count.
+enum { DIPOLE_X = 0, DIPOLE_Y, DIPOLE_Z, TOTAL_CHARGE, SCF_STEPS, NUM_EXTRA };
 
-// First part of a libtorch exception message, without the C++ backtrace libtorch appends.
+// ID of the fix holding the per-atom SCF state.
+const char *const STATE_FIX_ID = "FPSCF_STATE";
+
+// The useful part of a libtorch exception message: without the C++ backtrace libtorch appends,
+// and for an error raised inside the TorchScript model only its final "RuntimeError: ..." line(s).
 std::string torch_message(const std::exception &e)
 {
   std::string message = e.what();
   const auto backtrace = message.find("\nException raised from");
-  return backtrace == std::string::npos ? message : message.substr(0, backtrace);
+  if (backtrace != std::string::npos) message = message.substr(0, backtrace);
+  const std::string marker = "RuntimeError: ";
+  const auto raised = message.rfind(marker);
+  if (raised != std::string::npos && message.find("TorchScript") != std::string::npos)
+    message = message.substr(raised + marker.size());
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  return message;
 }
 
 // Output tensor `name` of the model, checked for presence and shape, as contiguous float64 on CPU.
@@ -75,6 +90,11 @@ PairFPSCF::PairFPSCF(LAMMPS *lmp) : Pair(lmp)
   for (int k = 0; k < 3; k++) field[k] = dipole[k] = 0.0;
   scf_tolerance = 1.0e-6;
   max_scf_steps = 200;
+  total_charge = 0.0;
+  total_charge_set = false;
+  state_size = 0;
+  state_fix = nullptr;
+  scf_steps = 0;
   r_max = 0.0;
   periodic_only = false;
   num_interactions = 1;
@@ -88,6 +108,7 @@ PairFPSCF::~PairFPSCF()
   if (copymode) return;
   memory->destroy(pvector);
   memory->destroy(charges);
+  if (modify && modify->nfix && modify->get_fix_by_id(STATE_FIX_ID)) modify->delete_fix(STATE_FIX_ID);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -115,6 +136,8 @@ void PairFPSCF::settings(int narg, char **arg)
   for (auto &component : field_spec) component = FieldComponent();
   scf_tolerance = 1.0e-6;
   max_scf_steps = 200;
+  total_charge = 0.0;
+  total_charge_set = false;
 
   int iarg = 0;
   while (iarg < narg) {
@@ -140,15 +163,27 @@ void PairFPSCF::settings(int narg, char **arg)
       if (max_scf_steps < 1)
         error->all(FLERR, "pair_style fpscf: max_scf must be at least 1, got {}", arg[iarg + 1]);
       iarg += 2;
+    } else if (keyword == "charge") {
+      if (iarg + 2 > narg) error->all(FLERR, "pair_style fpscf: 'charge' needs a value (total charge, e)");
+      total_charge = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      total_charge_set = true;
+      iarg += 2;
     } else {
-      error->all(FLERR, "pair_style fpscf: unknown keyword '{}' (expected efield, scf_tol or max_scf)",
+      error->all(FLERR, "pair_style fpscf: unknown keyword '{}' (expected efield, scf_tol, max_scf or charge)",
                  keyword);
     }
   }
-  if (model) {    // pair_style repeated after pair_coeff: pass the new settings on
-    if (model->hasattr("scf_tolerance")) model->setattr("scf_tolerance", scf_tolerance);
-    if (model->hasattr("max_scf_steps")) model->setattr("max_scf_steps", (int64_t) max_scf_steps);
-  }
+  if (model) pass_settings();    // pair_style repeated after pair_coeff: pass the new settings on
+}
+
+// Copy scf_tol, max_scf and charge into the model attributes that exist.
+void PairFPSCF::pass_settings()
+{
+  if (model->hasattr("scf_tolerance")) model->setattr("scf_tolerance", scf_tolerance);
+  if (model->hasattr("max_scf_steps")) model->setattr("max_scf_steps", (int64_t) max_scf_steps);
+  if (model->hasattr("total_charge")) model->setattr("total_charge", total_charge);
+  else if (total_charge_set)
+    error->all(FLERR, "pair_style fpscf: 'charge' given but model '{}' has no total_charge attribute", model_path);
 }
 
 /* ----------------------------------------------------------------------
@@ -209,8 +244,7 @@ void PairFPSCF::load_model(const std::string &path)
       model_species.push_back(item.toStringRef());
     num_interactions = model->hasattr("num_interactions") ? (int) model->attr("num_interactions").toInt() : 1;
     has_centroid_virial = model->hasattr("has_centroid_virial") && model->attr("has_centroid_virial").toBool();
-    if (model->hasattr("scf_tolerance")) model->setattr("scf_tolerance", scf_tolerance);
-    if (model->hasattr("max_scf_steps")) model->setattr("max_scf_steps", (int64_t) max_scf_steps);
+    state_size = model->hasattr("state_size") ? (int) model->attr("state_size").toInt() : 0;
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_coeff fpscf: model '{}' has an attribute of the wrong type: {}", path,
                torch_message(e));
@@ -219,6 +253,9 @@ void PairFPSCF::load_model(const std::string &path)
   if (num_interactions < 1)
     error->all(FLERR, "pair_coeff fpscf: model '{}' has num_interactions = {}, must be >= 1", path,
                num_interactions);
+  if (state_size < 0)
+    error->all(FLERR, "pair_coeff fpscf: model '{}' has state_size = {}, must be >= 0", path, state_size);
+  pass_settings();
 
   ghostneigh = num_interactions > 1 ? 1 : 0;
   centroidstressflag = has_centroid_virial ? CENTROID_AVAIL : CENTROID_NOTAVAIL;
@@ -255,6 +292,7 @@ void PairFPSCF::init_style()
     if (!input->variable->equalstyle(component.index))
       error->all(FLERR, "pair_style fpscf: efield variable '{}' must be equal-style", component.variable);
   }
+  ensure_state_fix();
 
   if (num_interactions > 1) {
     // Message passing over num_interactions layers: owned atoms see ghosts up to
@@ -270,6 +308,23 @@ void PairFPSCF::init_style()
   } else {
     neighbor->add_request(this, NeighConst::REQ_FULL);
   }
+}
+
+// The per-atom SCF state lives in fix FPSCF/STATE so that it migrates with the atoms.
+void PairFPSCF::ensure_state_fix()
+{
+  Fix *existing = modify->get_fix_by_id(STATE_FIX_ID);
+  if (existing && (strcmp(existing->style, "FPSCF/STATE") != 0 ||
+                   static_cast<FixFPSCFState *>(existing)->nvalues != state_size)) {
+    modify->delete_fix(STATE_FIX_ID);
+    existing = nullptr;
+  }
+  if (state_size == 0) {
+    state_fix = nullptr;
+    return;
+  }
+  if (!existing) existing = modify->add_fix(fmt::format("{} all FPSCF/STATE {}", STATE_FIX_ID, state_size));
+  state_fix = static_cast<FixFPSCFState *>(existing);
 }
 
 double PairFPSCF::init_one(int i, int j)
@@ -291,6 +346,7 @@ void PairFPSCF::evaluate_field()
 void PairFPSCF::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  fpscf::set_communicator(world);
 
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
@@ -312,11 +368,29 @@ void PairFPSCF::compute(int eflag, int vflag)
     }
   }
 
-  std::vector<int64_t> receivers, senders;
-  const int nreceivers = list->inum + (num_interactions > 1 ? list->gnum : 0);
+  // Receivers: owned atoms, and with several interactions the ghosts whose features owned atoms
+  // read: depth d(i) = fewest r_max hops from an owned atom; atoms with d < num_interactions
+  // receive messages (outer ghosts only send).
   const double cutoff_sq = r_max * r_max;
-  for (int ii = 0; ii < nreceivers; ii++) {
+  const int nlisted = list->inum + (num_interactions > 1 ? list->gnum : 0);
+  std::vector<int> depth(nall, num_interactions);
+  for (int ii = 0; ii < list->inum; ii++) depth[list->ilist[ii]] = 0;
+  for (int level = 0; level + 1 < num_interactions; level++)
+    for (int ii = 0; ii < nlisted; ii++) {
+      const int i = list->ilist[ii];
+      if (depth[i] != level) continue;
+      const int *neighbors = list->firstneigh[i];
+      for (int jj = 0; jj < list->numneigh[i]; jj++) {
+        const int j = neighbors[jj] & NEIGHMASK;
+        const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+        if (dx * dx + dy * dy + dz * dz < cutoff_sq && depth[j] > level + 1) depth[j] = level + 1;
+      }
+    }
+
+  std::vector<int64_t> receivers, senders;
+  for (int ii = 0; ii < nlisted; ii++) {
     const int i = list->ilist[ii];
+    if (depth[i] >= num_interactions) continue;
     const int *neighbors = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = neighbors[jj] & NEIGHMASK;
@@ -342,8 +416,27 @@ void PairFPSCF::compute(int eflag, int vflag)
   evaluate_field();
   torch::Tensor field_tensor = torch::tensor({field[0], field[1], field[2]}, f64);
 
+  // unwrapped minus wrapped positions of owned atoms (image flags), for the applied-field energy
+  torch::Tensor image_shifts = torch::empty({nlocal, 3}, f64);
+  {
+    double *shift = image_shifts.data_ptr<double>();
+    double unwrapped[3];
+    for (int i = 0; i < nlocal; i++) {
+      domain->unmap(x[i], atom->image[i], unwrapped);
+      for (int k = 0; k < 3; k++) shift[3 * i + k] = unwrapped[k] - x[i][k];
+    }
+  }
+  // the previous step's per-atom state (NaN rows for atoms without one)
+  torch::Tensor state = torch::empty({nlocal, state_size}, f64);
+  if (state_size > 0) {
+    if (!state_fix) error->one(FLERR, "pair_style fpscf: internal error: the per-atom state fix is missing");
+    double *values = state.data_ptr<double>();
+    for (int i = 0; i < nlocal; i++)
+      for (int k = 0; k < state_size; k++) values[state_size * i + k] = state_fix->values[i][k];
+  }
+
   std::vector<torch::jit::IValue> inputs{positions, species, (int64_t) nlocal, edge_index, cell, pbc,
-                                         field_tensor};
+                                         field_tensor, image_shifts, state};
   torch::jit::IValue result;
   {
     torch::AutoGradMode enable_grad(true);    // models take forces by autograd
@@ -395,10 +488,10 @@ void PairFPSCF::compute(int eflag, int vflag)
     memory->create(charges, max_charges, "pair:charges");
   }
   const double *q = atom_charges.data_ptr<double>();
-  double total_charge = 0.0;
+  double rank_charge = 0.0;
   for (int i = 0; i < nlocal; i++) {
     charges[i] = q[i];
-    total_charge += q[i];
+    rank_charge += q[i];
     if (atom->q_flag) atom->q[i] = q[i];
   }
 
@@ -417,7 +510,17 @@ void PairFPSCF::compute(int eflag, int vflag)
   pvector[DIPOLE_X] = dipole[0];
   pvector[DIPOLE_Y] = dipole[1];
   pvector[DIPOLE_Z] = dipole[2];
-  pvector[TOTAL_CHARGE] = total_charge;
+  pvector[TOTAL_CHARGE] = rank_charge;
+
+  if (state_size > 0) {
+    const torch::Tensor new_state = model_output(outputs, "state", {nlocal, state_size}, error);
+    const double *values = new_state.data_ptr<double>();
+    for (int i = 0; i < nlocal; i++)
+      for (int k = 0; k < state_size; k++) state_fix->values[i][k] = values[state_size * i + k];
+  }
+  scf_steps = 0;
+  if (outputs.contains("scf_steps")) scf_steps = (int) model_output(outputs, "scf_steps", {1}, error).item<double>();
+  pvector[SCF_STEPS] = (double) scf_steps / comm->nprocs;
 }
 
 /* ----------------------------------------------------------------------

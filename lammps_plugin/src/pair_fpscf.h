@@ -1,6 +1,6 @@
 /* pair_style fpscf: an fpscf model exported to TorchScript, evaluated through libtorch.
 
-   pair_style fpscf [efield Ex Ey Ez] [scf_tol tol] [max_scf n]
+   pair_style fpscf [efield Ex Ey Ez] [scf_tol tol] [max_scf n] [charge Q]
    pair_coeff * * model.pt Sym1 Sym2 ...
 
    Units metal (Å, eV, e); the field is in V/Å and each component is a number or an
@@ -54,6 +54,8 @@ class PairFPSCF : public Pair {
   double field[3];              // field of the current step, V/Å
   double scf_tolerance;         // passed to the model attribute scf_tolerance, if it has one
   int max_scf_steps;            // passed to the model attribute max_scf_steps, if it has one
+  double total_charge;          // e, passed to the model attribute total_charge, if it has one
+  bool total_charge_set;        // `charge` given (a model without total_charge then is an error)
 
   std::string model_path;
   std::unique_ptr<torch::jit::Module> model;
@@ -61,12 +63,17 @@ class PairFPSCF : public Pair {
   bool periodic_only;           // model needs a box periodic in x, y and z
   int num_interactions;         // >1: the model also needs edges of ghost receivers
   bool has_centroid_virial;     // model returns "centroid_virial" [n_all, 9]
+  int state_size;               // per-atom values the model keeps between steps (0: none)
+  class FixFPSCFState *state_fix;   // holds them, migrating with the atoms
+  void pass_settings();
+  void ensure_state_fix();
   std::vector<std::string> model_species;
   std::vector<long> type_to_species;    // LAMMPS type (1..ntypes) -> model species index
 
   double *charges;              // e, owned atoms, for `fix pair` and extract_peratom
   int max_charges;
   double dipole[3];             // e·Å, this rank's share of the total dipole
+  int scf_steps;                // SCF iterations of the last force evaluation (0 if not reported)
 };
 
 }    // namespace LAMMPS_NS

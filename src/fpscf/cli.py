@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | version``."""
+"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | export | version``."""
 
 from __future__ import annotations
 
@@ -172,6 +172,20 @@ def _build_lammps_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Run ``fpscf export MODEL -o OUT``: the TorchScript file pair_style fpscf loads."""
+    from fpscf.export import ExportError, export_model
+
+    try:
+        path = export_model(args.model, args.output, scf_tolerance=args.scf_tol, max_scf_steps=args.max_scf,
+                            total_charge=args.charge)
+    except (ExportError, ValueError, FileNotFoundError) as error:
+        print(f"fpscf export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}\nin LAMMPS: pair_style fpscf [efield Ex Ey Ez]\n           pair_coeff * * {path} <element per atom type>")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fpscf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,6 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     plugin.add_argument("--jobs", type=int, default=1, help="parallel compiler processes (default 1)")
     plugin.add_argument("--verbose", action="store_true", help="print the compiler commands and output")
     plugin.set_defaults(func=_build_lammps_plugin)
+    export = sub.add_parser("export", help="write a model for LAMMPS: fpscf export MODEL -o MODEL.lmp",
+                            description="Writes the TorchScript file that pair_style fpscf loads (lammps_plugin/README.md). "
+                                        "MODEL is a .fpscf file or a shipped model name.")
+    export.add_argument("model", help="model file (.fpscf) or shipped model name, e.g. water-b3lyp")
+    export.add_argument("-o", "--output", required=True, help="output file, e.g. water.lmp")
+    export.add_argument("--scf-tol", type=float, default=1e-6, help="default SCF tolerance, e (pair_style scf_tol overrides)")
+    export.add_argument("--max-scf", type=int, default=200, help="default SCF step limit (pair_style max_scf overrides)")
+    export.add_argument("--charge", type=float, default=0.0, help="default total charge, e (pair_style charge overrides)")
+    export.set_defaults(func=_export)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
     args, extra = parser.parse_known_args(argv)

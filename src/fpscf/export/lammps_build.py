@@ -28,8 +28,8 @@ from fpscf.export.lammps_runtime import (
 )
 
 PLUGIN_NAME = "fpscfplugin.so"
-_SOURCES = ("pair_fpscf.cpp", "fpscf_plugin.cpp")
-_HEADERS = ("pair_fpscf.h", "lammpsplugin_abi.h")
+_SOURCES = ("pair_fpscf.cpp", "fix_fpscf_state.cpp", "fpscf_ops.cpp", "fpscf_plugin.cpp")
+_HEADERS = ("pair_fpscf.h", "lammpsplugin_abi.h", "fix_fpscf_state.h", "fpscf_ops.h")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 

@@ -1,0 +1,78 @@
+"""``fpscf export``: write a model as the TorchScript file ``pair_style fpscf`` loads.
+
+The file is a TorchScript archive (:class:`fpscf.export.deployed.DeployedModel`) with a plain-data
+header ``fpscf_export.json`` (source model, species, cutoff, SCF settings, fpscf and torch
+versions). LAMMPS runs it through libtorch without Python. TorchScript archives contain code, so
+load only files you made or trust (fpscf's own ``.fpscf`` model files contain no code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fpscf.atomic_files import atomic_path
+from fpscf.export.deployed import deploy
+from fpscf.scf.settings import SCFSettings
+
+HEADER_NAME = "fpscf_export.json"
+
+
+def export_model(
+    model: Any,
+    output: str | os.PathLike[str],
+    *,
+    scf_tolerance: float = 1e-6,
+    max_scf_steps: int = 200,
+    mixing_parameter: float = 0.5,
+    total_charge: float = 0.0,
+) -> Path:
+    """Write ``model`` (a FixedPointModel, a ``.fpscf`` path or a shipped model name) to ``output``.
+
+    scf_tolerance (e), max_scf_steps and total_charge (e) are defaults that ``pair_style fpscf``
+    options (``scf_tol``, ``max_scf``, ``charge``) override. Returns the written path.
+    """
+    from fpscf import __version__
+    from fpscf.calculators.fixed_point import FixedPointCalculator
+
+    source = model if isinstance(model, (str, os.PathLike)) else None
+    loaded = FixedPointCalculator._load(model)
+    settings = SCFSettings(tolerance=scf_tolerance, max_steps=max_scf_steps, mixing_parameter=mixing_parameter)
+    module = deploy(loaded, settings, total_charge)
+    header = {
+        "format": "fpscf-lammps",
+        "format_version": 1,
+        "source_model": str(source) if source is not None else None,
+        "species": list(module.species_symbols),
+        "r_max": module.r_max,
+        "num_interactions": module.num_interactions,
+        "state_size": module.state_size,
+        "boundary": loaded.config.electrostatic_pbc_method,
+        "scf_tolerance": scf_tolerance,
+        "max_scf_steps": max_scf_steps,
+        "total_charge": total_charge,
+        "fpscf_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    target = Path(output)
+    with atomic_path(target) as temporary:
+        module.save(str(temporary), _extra_files={HEADER_NAME: json.dumps(header, indent=1)})
+    return target
+
+
+def read_export_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The plain-data header of an exported file (no model code is run)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if name.endswith("extra/" + HEADER_NAME)]
+            if not names:
+                raise ValueError(f"{path} is a TorchScript archive but not an fpscf export (no {HEADER_NAME})")
+            return json.loads(archive.read(names[0]))
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path} is not an fpscf export (not a TorchScript archive: {error})") from None
