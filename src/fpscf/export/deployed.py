@@ -258,11 +258,21 @@ class DeployedModel(torch.nn.Module):
             mu = (mu - (both[0] - self.total_charge) / both[1]).detach()
         return mu
 
+    def _scientific(self, value: float) -> str:
+        """``value`` as ``d.ddde±x`` (TorchScript's format() has no format specs)."""
+        if value == 0.0 or not math.isfinite(value):
+            return str(value)
+        exponent = int(math.floor(math.log10(abs(value))))
+        mantissa = round(value / 10.0**exponent * 1000.0) / 1000.0
+        if abs(mantissa) >= 10.0:
+            mantissa, exponent = mantissa / 10.0, exponent + 1
+        return str(mantissa) + "e" + str(exponent)
+
     def _history_text(self, history: List[float]) -> str:
         if len(history) <= 12:
-            return ", ".join(["{:.3e}".format(r) for r in history])
-        head = ", ".join(["{:.3e}".format(r) for r in history[:4]])
-        return head + ", …, " + ", ".join(["{:.3e}".format(r) for r in history[-7:]])
+            return ", ".join([self._scientific(r) for r in history])
+        head = ", ".join([self._scientific(r) for r in history[:4]])
+        return head + ", …, " + ", ".join([self._scientific(r) for r in history[-7:]])
 
     def _scf(
         self,
@@ -318,7 +328,7 @@ class DeployedModel(torch.nn.Module):
             x = self._anderson_step(xs, rs).reshape(x.shape)
         raise RuntimeError(
             "fpscf: the SCF did not converge in " + str(len(history)) + " steps (scf_tol "
-            + "{:.1e}".format(self.scf_tolerance) + "); residual history (max |G(p) - p|): ["
+            + self._scientific(self.scf_tolerance) + "); residual history (max |G(p) - p|): ["
             + self._history_text(history) + "]. Try a larger max_scf, check the structure for "
             "overlapping atoms, or a smaller time step"
         )
@@ -408,7 +418,7 @@ class DeployedModel(torch.nn.Module):
             return x
         raise RuntimeError(
             "fpscf: GMRES for the force adjoint did not converge in " + str(used) + " products (relative residual "
-            + "{:.2e}".format(final) + ", tolerance " + "{:.1e}".format(self.linear_rtol) + ")"
+            + self._scientific(final) + ", tolerance " + self._scientific(self.linear_rtol) + ")"
         )
 
     # ------------------------------------------------------------------ forward
@@ -445,6 +455,7 @@ class DeployedModel(torch.nn.Module):
         vectors = (positions[receivers] - positions[senders]).detach().requires_grad_(True)
         owned = (positions[:n_local] + image_shifts).detach().requires_grad_(True)
         box = cell.detach().requires_grad_(True)
+        applied = field.to(dtype).detach().requires_grad_(True)
         model_edges = torch.stack([senders, receivers])
 
         edge_sh, edge_radial = self.encoder.edge_embedding(vectors)
@@ -461,7 +472,7 @@ class DeployedModel(torch.nn.Module):
         local = torch.cat([self.local_charges(node_scalars), self.local_higher(node_feats)], dim=-1) * scale
         local = torch.nn.functional.pad(local, [0, self.num_coefficients - local.shape[1]])
 
-        external = applied_field_features(owned, field.to(dtype).expand(n_local, 3), self.max_l)
+        external = applied_field_features(owned, applied.expand(n_local, 3), self.max_l)
         info = torch.ops.fpscf.world_info(positions)
         rank = int(info[0])
         size = int(info[1])
@@ -558,10 +569,13 @@ class DeployedModel(torch.nn.Module):
         lam_p = lam[:-1].reshape(p_var.shape).clone()
         lam_p[:, 0] = lam_p[:, 0] - lam[-1] / slope
         lagrangian = energy + (lam_p * g_map).sum()
-        leaf_grads = torch.autograd.grad([lagrangian], [vectors, owned, box], allow_unused=True)
+        leaf_grads = torch.autograd.grad([lagrangian], [vectors, owned, box, applied], allow_unused=True)
         g_vec = leaf_grads[0]
         g_own = leaf_grads[1]
         g_box = leaf_grads[2]
+        g_field = leaf_grads[3]
+        if g_field is None:
+            g_field = torch.zeros_like(applied)
         if g_vec is None:
             g_vec = torch.zeros_like(vectors)
         if g_own is None:
@@ -600,9 +614,6 @@ class DeployedModel(torch.nn.Module):
             dim=1,
         )
         p_out = p_star.detach()
-        dipole = (p_out[:, :1] * owned.detach()).sum(0)
-        if self.num_coefficients >= 4:
-            dipole = dipole + p_out[:, 1:4].sum(0)
         new_state = torch.cat([p_out, mu_star.detach().expand(n_local, 1)], dim=1)
         return {
             "atomic_energies": atomic_energies.detach(),
@@ -610,7 +621,7 @@ class DeployedModel(torch.nn.Module):
             "virial": virial.detach(),
             "centroid_virial": centroid.detach(),
             "charges": p_out[:, 0].clone(),
-            "dipole": dipole,
+            "dipole": -g_field.detach(),  # this rank's share of D = -dE/dε
             "state": new_state,
             "fermi_level": mu_star.detach(),
             "scf_steps": torch.tensor([float(steps)], dtype=dtype, device=device),

@@ -1,0 +1,154 @@
+"""The deployed model (issue G) in Python: the TorchScript module LAMMPS runs equals the ASE
+calculator on the same structures, periodic and open, with and without a field; its per-atom
+virials add up; warm starts, charged systems, SCF failures and unexportable models behave."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import molecule
+
+from fpscf import FixedPointCalculator, build_model
+from fpscf.datagen.water import water_dimer
+from fpscf.export import ExportError, deploy, export_model, read_export_header
+from fpscf.export.testing import evaluate_atoms
+from fpscf.scf.settings import SCFSettings
+
+FIELD = (0.05, -0.02, 0.08)  # V/Å
+ONE_BODY = {"type": "OneBodyVariableUpdate", "nonlinearity_cls": "MLPNonLinearity"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model([1, 8], r_max=4.0, num_channels=8, num_interactions=2, atomic_multipoles_max_l=1,
+                       fixedpoint_update_config=ONE_BODY, seed=3)
+
+
+@pytest.fixture(scope="module")
+def deployed(model):
+    return deploy(model, SCFSettings(tolerance=1e-10))
+
+
+def structure(periodic: bool) -> Atoms:
+    atoms = water_dimer()
+    atoms.rattle(0.05, seed=2)
+    if periodic:
+        atoms.set_cell([[7.0, 0.0, 0.0], [0.5, 7.5, 0.0], [-0.4, 0.3, 8.0]])
+        atoms.pbc = True
+        atoms.center()
+    return atoms
+
+
+@pytest.mark.parametrize("field", [(0.0, 0.0, 0.0), FIELD], ids=["no-field", "field"])
+@pytest.mark.parametrize("periodic", [False, True], ids=["open", "periodic"])
+def test_deployed_model_equals_the_ase_calculator(model, deployed, periodic, field):
+    atoms = structure(periodic)
+    calc = FixedPointCalculator(model, electric_field=field, scf_tolerance=1e-10)
+    atoms.calc = calc
+    result = evaluate_atoms(deployed, atoms, field)
+    assert abs(result["energy"] - atoms.get_potential_energy()) < 1e-9
+    assert np.abs(result["forces"] - atoms.get_forces()).max() < 1e-8
+    assert np.abs(result["energies"] - calc.get_property("energies", atoms)).max() < 1e-9
+    assert np.abs(result["charges"] - calc.get_property("charges", atoms)).max() < 1e-10
+    assert np.abs(result["dipole"] - atoms.get_dipole_moment()).max() < 1e-9  # D = -dE/dε
+    if periodic:
+        assert np.abs(result["stress"] - atoms.get_stress()).max() < 1e-10
+    assert 1 < result["scf_steps"] < 60
+
+
+def test_per_atom_virials_add_up_to_the_virial(model, deployed):
+    atoms = structure(periodic=True)
+    atoms.calc = FixedPointCalculator(model, electric_field=FIELD, scf_tolerance=1e-10)
+    virial = -atoms.get_stress(voigt=False) * atoms.get_volume()
+    result = evaluate_atoms(deployed, atoms, FIELD)  # ghost virials folded onto their atoms
+    w = result["virials"].sum(axis=0)  # xx yy zz xy xz yz
+    assert np.allclose(w, [virial[0, 0], virial[1, 1], virial[2, 2], virial[0, 1], virial[0, 2], virial[1, 2]],
+                       atol=1e-9)
+    assert np.abs(result["virials"]).max() > 1e-3
+
+
+def test_warm_start_from_the_returned_state_converges_at_once(deployed):
+    atoms = structure(periodic=True)
+    cold = evaluate_atoms(deployed, atoms, FIELD)
+    warm = evaluate_atoms(deployed, atoms, FIELD, state=cold["state"])
+    assert warm["scf_steps"] == 1 and cold["scf_steps"] > 5
+    assert abs(warm["energy"] - cold["energy"]) < 1e-9
+    # a partial state (one atom new, NaN row) still works and converges to the same answer
+    partial = cold["state"].copy()
+    partial[3] = np.nan
+    mixed = evaluate_atoms(deployed, atoms, FIELD, state=partial)
+    assert abs(mixed["energy"] - cold["energy"]) < 1e-9 and mixed["scf_steps"] <= cold["scf_steps"]
+
+
+def test_charged_system_keeps_its_total_charge(model):
+    charged = deploy(model, SCFSettings(tolerance=1e-10), total_charge=1.0)
+    atoms = structure(periodic=False)
+    result = evaluate_atoms(charged, atoms, FIELD)
+    assert abs(result["charges"].sum() - 1.0) < 1e-8
+    atoms.calc = FixedPointCalculator(model, electric_field=FIELD, total_charge=1.0, scf_tolerance=1e-10)
+    assert abs(result["energy"] - atoms.get_potential_energy()) < 1e-9
+    assert np.abs(result["forces"] - atoms.get_forces()).max() < 1e-8
+
+
+def test_non_converging_scf_is_a_clear_error_with_its_residual_history(model):
+    stingy = deploy(model, SCFSettings(tolerance=1e-12, max_steps=3))
+    with pytest.raises(torch.jit.Error, match=r"SCF did not converge in 3 steps .*residual history .*\[\d\.\d+e-?\d+, "):
+        evaluate_atoms(stingy, structure(periodic=True), FIELD)
+
+
+def test_mixed_boundaries_are_refused(deployed):
+    atoms = structure(periodic=True)
+    atoms.pbc = [True, True, False]
+    with pytest.raises(torch.jit.Error, match="periodic in all directions .* or in none"):
+        evaluate_atoms(deployed, atoms, FIELD)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"fixedpoint_update_config": {"type": "ManyBodyUpdate"}}, "ManyBodyUpdate"),
+    ({"fixedpoint_update_config": ONE_BODY, "ewald_split_width": 2.0}, "ewald_split_width: null"),
+    ({"fixedpoint_update_config": ONE_BODY, "field_readout_config": {"type": "ManyBodyChargesReadout"}},
+     "reads neighbours"),
+], ids=["many-body-update", "ewald-split", "many-body-readout"])
+def test_unexportable_models_are_named(options, message):
+    model = build_model([1, 8], r_max=3.0, num_channels=4, seed=0, **options)
+    with pytest.raises(ExportError, match=message):
+        deploy(model)
+
+
+def test_export_writes_a_torchscript_file_with_a_plain_data_header(model, tmp_path, capsys):
+    from fpscf.cli import main
+
+    model_file = tmp_path / "model.fpscf"
+    model.save(str(model_file))
+    output = tmp_path / "model.lmp"
+    assert main(["export", str(model_file), "-o", str(output), "--scf-tol", "1e-8", "--charge", "-1"]) == 0
+    header = read_export_header(output)
+    assert header["species"] == ["H", "O"] and header["r_max"] == 4.0 and header["state_size"] == 5
+    assert header["scf_tolerance"] == 1e-8 and header["total_charge"] == -1.0
+    loaded = torch.jit.load(str(output))
+    assert loaded.total_charge == -1.0 and loaded.scf_tolerance == 1e-8
+    atoms = molecule("H2O")
+    atoms.calc = FixedPointCalculator(model, scf_tolerance=1e-8, total_charge=-1.0)
+    assert abs(evaluate_atoms(loaded, atoms)["energy"] - atoms.get_potential_energy()) < 1e-6
+
+    assert main(["export", str(tmp_path / "missing.fpscf"), "-o", str(tmp_path / "x.lmp")]) == 2
+    assert "missing.fpscf" in capsys.readouterr().err
+    assert not (tmp_path / "x.lmp").exists()
+    with zipfile.ZipFile(tmp_path / "foreign.zip", "w") as archive:
+        archive.writestr("data.txt", json.dumps({}))
+    with pytest.raises(ValueError, match="not an fpscf export"):
+        read_export_header(tmp_path / "foreign.zip")
+    (tmp_path / "junk.lmp").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a TorchScript archive"):
+        read_export_header(tmp_path / "junk.lmp")
+
+
+def test_shipped_model_exports(tmp_path):
+    path = export_model("water-b3lyp", tmp_path / "water.lmp")
+    header = read_export_header(path)
+    assert header["source_model"] == "water-b3lyp" and header["species"] == ["H", "O"]
