@@ -26,6 +26,7 @@ import torch
 
 from fpscf.electrostatics.applied_field import applied_field_features
 from fpscf.electrostatics.kernels import self_radial_functions, smeared_coulomb_radial_functions
+from fpscf.electrostatics.mesh import MeshGeometry, grid_shape, mesh_potential_features, prepare_mesh, spread
 from fpscf.electrostatics.multipoles import split_multipoles
 from fpscf.electrostatics.pair_fields import potential_derivatives, required_radial_order
 from fpscf.electrostatics.reciprocal import (
@@ -41,6 +42,9 @@ from fpscf.scf.settings import SCFSettings
 from fpscf.scf.updates import OneBodyVariableUpdate
 
 FERMI_NEWTON_STEPS = 2
+#: Periodic electrostatics: ``ewald`` sums the k-vectors directly (exact, O(N K)); ``pme`` uses a
+#: smooth particle mesh (O(N p³ + M log M), relative error ~1e-8 at the default mesh).
+KSPACE_METHODS = ("ewald", "pme")
 
 
 class ExportError(ValueError):
@@ -87,15 +91,30 @@ class DeployedModel(torch.nn.Module):
     k_cutoff: float
     coulomb_constant: float
     strict_readout: bool
+    kspace: str
+    mesh_spacing: float
+    spline_order: int
     keep_self: List[bool]
     layer_scalar_counts: List[int]
 
-    def __init__(self, model: torch.nn.Module, settings: SCFSettings, total_charge: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        settings: SCFSettings,
+        total_charge: float = 0.0,
+        kspace: str = "ewald",
+        mesh_spacing: Optional[float] = None,
+        spline_order: int = 8,
+    ) -> None:
         super().__init__()
         from ase.data import chemical_symbols
 
         config = model.config
-        check_exportable(model)
+        check_exportable(model, kspace)
+        if spline_order not in (4, 6, 8, 10):
+            raise ExportError(f"spline_order must be 4, 6, 8 or 10 (even), got {spline_order!r}")
+        if mesh_spacing is not None and not mesh_spacing > 0:
+            raise ExportError(f"mesh_spacing must be > 0 Å, got {mesh_spacing!r}")
         electrostatics = model.electrostatics
         ecfg = electrostatics.config
         self.r_max = float(config.r_max)
@@ -130,6 +149,10 @@ class DeployedModel(torch.nn.Module):
         )
         self.layer_scalar_counts = [int(n) for n in model.layer_scalar_counts]
         self.strict_readout = isinstance(model.field_readout, StrictQuadraticFieldEnergyReadout)
+        self.kspace = kspace
+        narrowest = float(electrostatics.interaction_widths.min())
+        self.mesh_spacing = float(mesh_spacing) if mesh_spacing is not None else 0.35 * narrowest
+        self.spline_order = int(spline_order)
 
         self.encoder = copy.deepcopy(model.encoder)
         self.local_energy = copy.deepcopy(model.local_energy)
@@ -184,12 +207,16 @@ class DeployedModel(torch.nn.Module):
         multipoles: torch.Tensor,
         periodic: bool,
         recip: Optional[ReciprocalGeometry],
+        mesh: Optional[MeshGeometry],
         pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
         offset: int,
         total: int,
     ) -> torch.Tensor:
         """Hartree potential projections (n_local, 1+W, (L+1)²) of the whole density at the owned atoms."""
-        if periodic:
+        if periodic and mesh is not None:
+            density = torch.ops.fpscf.allreduce_sum(spread(mesh, multipoles))
+            features = mesh_potential_features(mesh, density, self.max_l)
+        elif periodic:
             assert recip is not None
             real, imag = structure_factor(recip, multipoles)
             summed = torch.ops.fpscf.allreduce_sum(torch.stack([real, imag]))
@@ -226,12 +253,13 @@ class DeployedModel(torch.nn.Module):
         external: torch.Tensor,
         periodic: bool,
         recip: Optional[ReciprocalGeometry],
+        mesh: Optional[MeshGeometry],
         pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
         offset: int,
         total: int,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         size_f = (self.feature_max_l + 1) * (self.feature_max_l + 1)
-        hartree = self._potential(multipoles, periodic, recip, pair_geometry, offset, total)
+        hartree = self._potential(multipoles, periodic, recip, mesh, pair_geometry, offset, total)
         return hartree, hartree[:, 1:, :size_f] + external[:, :, :size_f]
 
     def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
@@ -281,6 +309,7 @@ class DeployedModel(torch.nn.Module):
         external: torch.Tensor,
         periodic: bool,
         recip: Optional[ReciprocalGeometry],
+        mesh: Optional[MeshGeometry],
         pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
         offset: int,
         total: int,
@@ -297,7 +326,7 @@ class DeployedModel(torch.nn.Module):
         history: List[float] = []
         best = math.inf
         for step in range(1, self.max_scf_steps + 1):
-            _, base = self._base_features(x, external, periodic, recip, pair_geometry, offset, total)
+            _, base = self._base_features(x, external, periodic, recip, mesh, pair_geometry, offset, total)
             base = base.detach()
             mu = self._solve_mu(base, mu, local, node_scalars, node_feats, no_edges)
             gx = self._response(base, mu, local, node_scalars, node_feats, no_edges).detach()
@@ -484,11 +513,19 @@ class DeployedModel(torch.nn.Module):
 
         recip: Optional[ReciprocalGeometry] = None
         recip_detached: Optional[ReciprocalGeometry] = None
+        mesh: Optional[MeshGeometry] = None
+        mesh_detached: Optional[MeshGeometry] = None
         no_index = torch.zeros(0, dtype=torch.long, device=device)
         empty_pairs = (no_index, no_index, positions.new_zeros(0, 3), positions.new_zeros(0, 1, 1))
         pairs = empty_pairs
         pairs_detached = empty_pairs
-        if periodic:
+        if periodic and self.kspace == "pme":
+            shape = grid_shape(box.detach(), self.mesh_spacing)
+            mesh = prepare_mesh(owned, box, shape, self.spline_order, self.interaction_widths, self.coulomb_constant)
+            mesh_detached = prepare_mesh(
+                owned.detach(), box.detach(), shape, self.spline_order, self.interaction_widths, self.coulomb_constant
+            )
+        elif periodic:
             miller = half_space_miller_indices(box.detach(), self.k_cutoff)
             recip = prepare_reciprocal(
                 owned, box, miller, self.smearing_width, self.receiver_widths,
@@ -527,14 +564,14 @@ class DeployedModel(torch.nn.Module):
 
         no_edges = (positions.new_zeros(0), positions.new_zeros(0), torch.zeros(2, 0, dtype=torch.long, device=device))
         p_star, mu_star, steps = self._scf(
-            p0, mu0, external.detach(), periodic, recip_detached, pairs_detached, offset, total,
+            p0, mu0, external.detach(), periodic, recip_detached, mesh_detached, pairs_detached, offset, total,
             local.detach(), node_scalars.detach(), node_feats.detach(), no_edges,
         )
 
         # energy and map at the fixed point, differentiable in (p, μ) and the geometry leaves
         p_var = p_star.detach().requires_grad_(True)
         mu_var = mu_star.detach().requires_grad_(True)
-        hartree, base = self._base_features(p_var, external, periodic, recip, pairs, offset, total)
+        hartree, base = self._base_features(p_var, external, periodic, recip, mesh, pairs, offset, total)
         g_map = self._response(base, mu_var, local, node_scalars, node_feats, no_edges)
         e_hartree = 0.5 * (p_var * hartree[:, 0, : self.num_coefficients]).sum(-1)
         e_field = (p_var * external[:, 0, : self.num_coefficients]).sum(-1)
@@ -628,10 +665,18 @@ class DeployedModel(torch.nn.Module):
         }
 
 
-def check_exportable(model: torch.nn.Module) -> None:
+def check_exportable(model: torch.nn.Module, kspace: str = "ewald") -> None:
     """Raise :class:`ExportError` naming what keeps ``model`` from running in the deployed form."""
     config = model.config
     problems = []
+    if kspace not in KSPACE_METHODS:
+        problems.append(f"kspace must be one of {KSPACE_METHODS}, got {kspace!r}")
+    elif kspace == "pme" and max(config.atomic_multipoles_max_l, config.field_feature_max_l) > 1:
+        problems.append(
+            "the particle mesh handles multipoles and field features up to l = 1, this model has "
+            f"atomic_multipoles_max_l {config.atomic_multipoles_max_l} and field_feature_max_l "
+            f"{config.field_feature_max_l}: use kspace 'ewald'"
+        )
     if not isinstance(model.update, OneBodyVariableUpdate):
         problems.append(
             "its update rule is ManyBodyUpdate (messages between neighbours at every SCF step need a ghost "
@@ -653,7 +698,21 @@ def check_exportable(model: torch.nn.Module) -> None:
         raise ExportError("this model cannot be exported for LAMMPS: " + "; ".join(problems))
 
 
-def deploy(model: torch.nn.Module, settings: Optional[SCFSettings] = None, total_charge: float = 0.0) -> torch.jit.ScriptModule:
-    """The TorchScript module of ``model`` (float64, CPU) for ``pair_style fpscf``."""
-    module = DeployedModel(model.to(torch.float64).cpu(), settings or SCFSettings(), total_charge)
+def deploy(
+    model: torch.nn.Module,
+    settings: Optional[SCFSettings] = None,
+    total_charge: float = 0.0,
+    kspace: str = "ewald",
+    mesh_spacing: Optional[float] = None,
+    spline_order: int = 8,
+) -> torch.jit.ScriptModule:
+    """The TorchScript module of ``model`` (float64, CPU) for ``pair_style fpscf``.
+
+    kspace: periodic electrostatics by direct k-sums (``ewald``, exact, the Python model's own
+    method) or a smooth particle mesh (``pme``, for large cells); mesh_spacing (Å, default 0.35 ×
+    the narrowest interaction width) and spline_order set the mesh.
+    """
+    module = DeployedModel(
+        model.to(torch.float64).cpu(), settings or SCFSettings(), total_charge, kspace, mesh_spacing, spline_order
+    )
     return torch.jit.script(module)
