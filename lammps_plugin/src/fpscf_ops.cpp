@@ -7,11 +7,13 @@
 #include <torch/script.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 namespace {
 
 MPI_Comm current_comm = MPI_COMM_NULL;
+fpscf::GhostExchanger *current_exchanger = nullptr;
 
 bool distributed(int *rank, int *size)
 {
@@ -67,6 +69,46 @@ torch::Tensor world_info(const torch::Tensor &like)
   return torch::tensor({(int64_t) rank, (int64_t) size}, torch::TensorOptions().dtype(torch::kInt64).device(like.device()));
 }
 
+// x [n_all, F] with ghost rows taken from their owners. Through the pair style (LAMMPS forward /
+// reverse communication) during a force evaluation, else by the owners index (one process).
+struct GhostExchange : public torch::autograd::Function<GhostExchange> {
+  static torch::Tensor forward(torch::autograd::AutogradContext *ctx, const torch::Tensor &x,
+                               const torch::Tensor &owners)
+  {
+    ctx->saved_data["through_comm"] = current_exchanger != nullptr;
+    if (!current_exchanger) {
+      ctx->save_for_backward({owners});
+      ctx->saved_data["rows"] = x.size(0);
+      return x.index_select(0, owners);
+    }
+    torch::Tensor rows = x.detach().to(torch::kCPU, torch::kFloat64).contiguous().clone();
+    current_exchanger->forward(rows.data_ptr<double>(), (int) rows.size(1));
+    return rows.to(x.device(), x.scalar_type());
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                 torch::autograd::variable_list grads)
+  {
+    const torch::Tensor &grad = grads[0];
+    if (!ctx->saved_data["through_comm"].toBool()) {
+      const torch::Tensor owners = ctx->get_saved_variables()[0];
+      torch::Tensor result = torch::zeros({ctx->saved_data["rows"].toInt(), grad.size(1)}, grad.options());
+      return {result.index_add(0, owners, grad), torch::Tensor()};
+    }
+    if (!current_exchanger)
+      throw std::runtime_error("fpscf::ghost_exchange: backward pass outside the force evaluation that made it");
+    torch::Tensor rows = grad.detach().to(torch::kCPU, torch::kFloat64).contiguous().clone();
+    current_exchanger->reverse(rows.data_ptr<double>(), (int) rows.size(1));
+    const int64_t owned = current_exchanger->owned_atoms();
+    rows.narrow(0, owned, rows.size(0) - owned).zero_();
+    return {rows.to(grad.device(), grad.scalar_type()), torch::Tensor()};
+  }
+};
+
+torch::Tensor ghost_exchange(const torch::Tensor &x, const torch::Tensor &owners)
+{
+  return GhostExchange::apply(x, owners);
+}
+
 bool defined(const char *name)
 {
   return c10::Dispatcher::singleton().findSchema({std::string("fpscf::") + name, ""}).has_value();
@@ -85,14 +127,21 @@ void register_operators()
   if (!defined("allreduce_sum")) library->def("allreduce_sum(Tensor x) -> Tensor");
   if (!defined("allreduce_max")) library->def("allreduce_max(Tensor x) -> Tensor");
   if (!defined("world_info")) library->def("world_info(Tensor like) -> Tensor");
+  if (!defined("ghost_exchange")) library->def("ghost_exchange(Tensor x, Tensor owners) -> Tensor");
   library->impl("allreduce_sum", torch::dispatch(key, TORCH_FN(allreduce_sum)));
   library->impl("allreduce_max", torch::dispatch(key, TORCH_FN(allreduce_max)));
   library->impl("world_info", torch::dispatch(key, TORCH_FN(world_info)));
+  library->impl("ghost_exchange", torch::dispatch(key, TORCH_FN(ghost_exchange)));
 }
 
 void set_communicator(MPI_Comm comm)
 {
   current_comm = comm;
+}
+
+void set_ghost_exchanger(GhostExchanger *exchanger)
+{
+  current_exchanger = exchanger;
 }
 
 }    // namespace fpscf

@@ -98,6 +98,10 @@ PairFPSCF::PairFPSCF(LAMMPS *lmp) : Pair(lmp)
   r_max = 0.0;
   periodic_only = false;
   num_interactions = 1;
+  ghost_exchange = false;
+  exchange_width = 0;
+  exchange_data = nullptr;
+  exchange_row = 0;
   has_centroid_virial = false;
   charges = nullptr;
   max_charges = 0;
@@ -245,6 +249,8 @@ void PairFPSCF::load_model(const std::string &path)
     num_interactions = model->hasattr("num_interactions") ? (int) model->attr("num_interactions").toInt() : 1;
     has_centroid_virial = model->hasattr("has_centroid_virial") && model->attr("has_centroid_virial").toBool();
     state_size = model->hasattr("state_size") ? (int) model->attr("state_size").toInt() : 0;
+    ghost_exchange = model->hasattr("ghost_exchange") && model->attr("ghost_exchange").toBool();
+    exchange_width = ghost_exchange ? (int) model->attr("exchange_width").toInt() : 0;
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_coeff fpscf: model '{}' has an attribute of the wrong type: {}", path,
                torch_message(e));
@@ -257,7 +263,12 @@ void PairFPSCF::load_model(const std::string &path)
     error->all(FLERR, "pair_coeff fpscf: model '{}' has state_size = {}, must be >= 0", path, state_size);
   pass_settings();
 
-  ghostneigh = num_interactions > 1 ? 1 : 0;
+  if (ghost_exchange && exchange_width < 1)
+    error->all(FLERR, "pair_coeff fpscf: model '{}' exchanges ghost features but has exchange_width = {}", path,
+               exchange_width);
+  // messages to ghosts: either exchanged from their owners, or ghosts get neighbor lists of their own
+  ghostneigh = (num_interactions > 1 && !ghost_exchange) ? 1 : 0;
+  comm_forward = comm_reverse = exchange_width;
   centroidstressflag = has_centroid_virial ? CENTROID_AVAIL : CENTROID_NOTAVAIL;
 
   if (comm->me == 0) {
@@ -294,7 +305,7 @@ void PairFPSCF::init_style()
   }
   ensure_state_fix();
 
-  if (num_interactions > 1) {
+  if (num_interactions > 1 && !ghost_exchange) {
     // Message passing over num_interactions layers: owned atoms see ghosts up to
     // num_interactions * r_max away, and ghosts need neighbor lists of their own.
     neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
@@ -372,10 +383,11 @@ void PairFPSCF::compute(int eflag, int vflag)
   // read: depth d(i) = fewest r_max hops from an owned atom; atoms with d < num_interactions
   // receive messages (outer ghosts only send).
   const double cutoff_sq = r_max * r_max;
-  const int nlisted = list->inum + (num_interactions > 1 ? list->gnum : 0);
-  std::vector<int> depth(nall, num_interactions);
+  const int nlisted = list->inum + (ghostneigh ? list->gnum : 0);
+  const int layers = ghost_exchange ? 1 : num_interactions;
+  std::vector<int> depth(nall, layers);
   for (int ii = 0; ii < list->inum; ii++) depth[list->ilist[ii]] = 0;
-  for (int level = 0; level + 1 < num_interactions; level++)
+  for (int level = 0; level + 1 < layers; level++)
     for (int ii = 0; ii < nlisted; ii++) {
       const int i = list->ilist[ii];
       if (depth[i] != level) continue;
@@ -390,7 +402,7 @@ void PairFPSCF::compute(int eflag, int vflag)
   std::vector<int64_t> receivers, senders;
   for (int ii = 0; ii < nlisted; ii++) {
     const int i = list->ilist[ii];
-    if (depth[i] >= num_interactions) continue;
+    if (depth[i] >= layers) continue;
     const int *neighbors = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = neighbors[jj] & NEIGHMASK;
@@ -435,16 +447,26 @@ void PairFPSCF::compute(int eflag, int vflag)
       for (int k = 0; k < state_size; k++) values[state_size * i + k] = state_fix->values[i][k];
   }
 
+  // owners of ghost rows are found by communication (fpscf::ghost_exchange); -1 marks a ghost here
+  torch::Tensor ghost_owners = torch::full({nall}, -1, i64);
+  {
+    int64_t *owner = ghost_owners.data_ptr<int64_t>();
+    for (int i = 0; i < nlocal; i++) owner[i] = i;
+  }
+
   std::vector<torch::jit::IValue> inputs{positions, species, (int64_t) nlocal, edge_index, cell, pbc,
-                                         field_tensor, image_shifts, state};
+                                         field_tensor, image_shifts, state, ghost_owners};
   torch::jit::IValue result;
   {
     torch::AutoGradMode enable_grad(true);    // models take forces by autograd
+    fpscf::set_ghost_exchanger(this);
     try {
       result = model->forward(inputs);
     } catch (const std::exception &e) {
+      fpscf::set_ghost_exchanger(nullptr);
       error->one(FLERR, "pair_style fpscf: model forward failed: {}", torch_message(e));
     }
+    fpscf::set_ghost_exchanger(nullptr);
   }
   if (!result.isGenericDict())
     error->one(FLERR, "pair_style fpscf: the model must return Dict[str, Tensor], got {}", result.tagKind());
@@ -553,4 +575,73 @@ void *PairFPSCF::extract_peratom(const char *name, int &ncol)
     return (void *) charges;
   }
   return nullptr;
+}
+
+/* ----------------------------------------------------------------------
+   fpscf::ghost_exchange through LAMMPS' pair communication
+------------------------------------------------------------------------- */
+
+int PairFPSCF::owned_atoms() const
+{
+  return atom->nlocal;
+}
+
+void PairFPSCF::forward(double *data, int width)
+{
+  if (width > exchange_width)
+    error->one(FLERR, "pair_style fpscf: the model exchanges rows of {} values, more than its exchange_width {}",
+               width, exchange_width);
+  exchange_data = data;
+  exchange_row = width;
+  comm->forward_comm(this, width);
+  exchange_data = nullptr;
+}
+
+void PairFPSCF::reverse(double *data, int width)
+{
+  if (width > exchange_width)
+    error->one(FLERR, "pair_style fpscf: the model exchanges rows of {} values, more than its exchange_width {}",
+               width, exchange_width);
+  exchange_data = data;
+  exchange_row = width;
+  comm->reverse_comm(this, width);
+  exchange_data = nullptr;
+}
+
+int PairFPSCF::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    const double *row = exchange_data + (std::size_t) list[i] * exchange_row;
+    for (int k = 0; k < exchange_row; k++) buf[m++] = row[k];
+  }
+  return m;
+}
+
+void PairFPSCF::unpack_forward_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++) {
+    double *row = exchange_data + (std::size_t) i * exchange_row;
+    for (int k = 0; k < exchange_row; k++) row[k] = buf[m++];
+  }
+}
+
+int PairFPSCF::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++) {
+    const double *row = exchange_data + (std::size_t) i * exchange_row;
+    for (int k = 0; k < exchange_row; k++) buf[m++] = row[k];
+  }
+  return m;
+}
+
+void PairFPSCF::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    double *row = exchange_data + (std::size_t) list[i] * exchange_row;
+    for (int k = 0; k < exchange_row; k++) row[k] += buf[m++];
+  }
 }

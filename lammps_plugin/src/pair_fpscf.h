@@ -12,6 +12,8 @@
 
 #include "pair.h"
 
+#include "fpscf_ops.h"
+
 #include <array>
 #include <memory>
 #include <string>
@@ -25,7 +27,7 @@ struct Module;
 
 namespace LAMMPS_NS {
 
-class PairFPSCF : public Pair {
+class PairFPSCF : public Pair, public fpscf::GhostExchanger {
  public:
   PairFPSCF(class LAMMPS *);
   ~PairFPSCF() override;
@@ -37,6 +39,15 @@ class PairFPSCF : public Pair {
   double init_one(int itype, int jtype) override;
   void *extract(const char *name, int &dim) override;
   void *extract_peratom(const char *name, int &ncol) override;
+
+  // fpscf::ghost_exchange: node features of ghosts from their owners (and back in the backward pass)
+  int pack_forward_comm(int n, int *list, double *buf, int pbc_flag, int *pbc) override;
+  void unpack_forward_comm(int n, int first, double *buf) override;
+  int pack_reverse_comm(int n, int first, double *buf) override;
+  void unpack_reverse_comm(int n, int *list, double *buf) override;
+  int owned_atoms() const override;
+  void forward(double *data, int width) override;
+  void reverse(double *data, int width) override;
 
  private:
   // One Cartesian component of the applied field: a constant or an equal-style variable.
@@ -62,6 +73,10 @@ class PairFPSCF : public Pair {
   double r_max;                 // Å, model cutoff
   bool periodic_only;           // model needs a box periodic in x, y and z
   int num_interactions;         // >1: the model also needs edges of ghost receivers
+  bool ghost_exchange;          // the model takes ghost features from owners (fpscf::ghost_exchange)
+  int exchange_width;           // widest row it exchanges (comm buffer size per atom)
+  double *exchange_data;        // rows being communicated, [n_all][exchange_row]
+  int exchange_row;
   bool has_centroid_virial;     // model returns "centroid_virial" [n_all, 9]
   int state_size;               // per-atom values the model keeps between steps (0: none)
   class FixFPSCFState *state_fix;   // holds them, migrating with the atoms

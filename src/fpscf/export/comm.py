@@ -11,6 +11,10 @@ scripted module runs unchanged in Python, in tests and in LAMMPS on any number o
   convergence tests that every rank must agree on).
 * ``fpscf::world_info(Tensor like) -> Tensor``: ``[rank, size]`` as int64 (``like`` only fixes the
   device).
+* ``fpscf::ghost_exchange(Tensor x, Tensor owners) -> Tensor``: ``x`` (n_all, F) with every ghost
+  row replaced by its owner's row (LAMMPS forward communication); its derivative adds each
+  ghost's cotangent to its owner (reverse communication). In one process ``owners`` (n_all,) int64
+  gives each row's owner (itself for owned atoms) and the result is ``x[owners]``.
 
 If the plugin registered the operators first (LAMMPS and fpscf in one Python process), they are
 left alone: MPI on one rank is the identity too.
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-OPERATORS = ("allreduce_sum", "allreduce_max", "world_info")
+OPERATORS = ("allreduce_sum", "allreduce_max", "world_info", "ghost_exchange")
 _library: torch.library.Library | None = None
 
 
@@ -46,6 +50,7 @@ def register_single_process_operators() -> None:
             "world_info(Tensor like) -> Tensor",
             lambda like: torch.tensor([0, 1], dtype=torch.long, device=like.device),
         ),
+        "ghost_exchange": ("ghost_exchange(Tensor x, Tensor owners) -> Tensor", lambda x, owners: x[owners]),
     }
     for name in missing:
         schema, kernel = kernels[name]

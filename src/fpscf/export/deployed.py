@@ -67,6 +67,8 @@ class DeployedModel(torch.nn.Module):
     periodic_only: bool
     num_interactions: int
     has_centroid_virial: bool
+    ghost_exchange: bool
+    exchange_width: int
     state_size: int
     scf_tolerance: float
     max_scf_steps: int
@@ -123,6 +125,10 @@ class DeployedModel(torch.nn.Module):
         self.periodic_only = self.boundary_method == "pbc"
         self.num_interactions = int(config.num_interactions)
         self.has_centroid_virial = True
+        # node features of ghosts come from their owners after every interaction layer, so only
+        # owned atoms receive messages and ghosts are needed within r_max only
+        self.ghost_exchange = True
+        self.exchange_width = int(max(irreps.dim for irreps in model.encoder.irreps_out))
         self.num_coefficients = int(model.num_coefficients)
         self.state_size = self.num_coefficients + 1
         self.scf_tolerance = float(settings.tolerance)
@@ -462,6 +468,7 @@ class DeployedModel(torch.nn.Module):
         field: torch.Tensor,
         image_shifts: torch.Tensor,
         state: torch.Tensor,
+        ghost_owners: torch.Tensor,
     ) -> Dict[str, torch.Tensor]:
         """One force evaluation of this rank (contract in lammps_plugin/README.md)."""
         periodic = bool(pbc.all())
@@ -488,7 +495,15 @@ class DeployedModel(torch.nn.Module):
         model_edges = torch.stack([senders, receivers])
 
         edge_sh, edge_radial = self.encoder.edge_embedding(vectors)
-        layers = self.encoder.forward_embedded(species, edge_sh, edge_radial, model_edges)
+        node = self.encoder.embed_species(species)
+        layers: List[torch.Tensor] = []
+        depth = 0
+        for block in self.encoder.interactions:
+            node = block(node, edge_sh, edge_radial, model_edges)
+            depth += 1
+            if depth < self.num_interactions:  # ghosts take their owners' features (LAMMPS forward comm)
+                node = torch.ops.fpscf.ghost_exchange(node, ghost_owners)
+            layers.append(node)
         node_feats_all = layers[-1]
         scalars: List[torch.Tensor] = []
         for layer, count in zip(layers, self.layer_scalar_counts):

@@ -84,9 +84,9 @@ class ToyFieldModel(torch.nn.Module):
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, n_local: int, edge_index: torch.Tensor,
                 cell: torch.Tensor, pbc: torch.Tensor, field: torch.Tensor, image_shifts: torch.Tensor,
-                state: torch.Tensor) -> Dict[str, torch.Tensor]:
+                state: torch.Tensor, ghost_owners: torch.Tensor) -> Dict[str, torch.Tensor]:
         """positions (n_all, 3) Å; species (n_all,); edge_index (2, E) receiver, sender; field (3,) V/Å;
-        image_shifts and state (no per-atom state: state_size 0) are not used by the toy."""
+        image_shifts, state (no per-atom state: state_size 0) and ghost_owners are not used by the toy."""
         n_all = positions.shape[0]
         receiver, sender = edge_index[0], edge_index[1]
         vectors = (positions[sender] - positions[receiver]).detach().requires_grad_(True)
@@ -148,7 +148,8 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
                    state: np.ndarray | None = None) -> dict[str, np.ndarray | float]:
     """Evaluate a contract module on ASE Atoms in Python, building the ghost atoms LAMMPS would.
 
-    Ghosts are the periodic images within ``num_interactions * r_max`` of the cell's atoms; edges
+    Ghosts are the periodic images within ``num_interactions * r_max`` of the cell's atoms (``r_max``
+    for models with ``ghost_exchange``, which take ghost features from their owners); edges
     join every pair closer than ``r_max``. Forces and virials on ghosts are folded back onto
     their atoms. Returns ASE-style arrays: ``energy`` eV, ``energies`` (N,) eV, ``forces`` (N, 3)
     eV/Å, ``stress`` (6,) eV/Å³ in ASE's Voigt order (periodic cells only, else absent),
@@ -165,6 +166,7 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
         raise ValueError(f"elements {missing} are not in the model's species {symbols}")
     r_max = float(getattr(module, "r_max"))
     layers = int(getattr(module, "num_interactions", 1))
+    shell = 1 if bool(getattr(module, "ghost_exchange", False)) else layers
     n = len(atoms)
     species = np.array([symbols.index(s) for s in atoms.get_chemical_symbols()])
     cell = np.asarray(atoms.cell.array, dtype=float)
@@ -172,7 +174,7 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
     # ghost images (atom, shift) within layers * r_max of some atom of the cell
     owners, shifts = [], []
     if atoms.pbc.any():
-        _, j, shift = neighbor_list("ijS", atoms, layers * r_max)
+        _, j, shift = neighbor_list("ijS", atoms, shell * r_max)
         image = np.any(shift != 0, axis=1)
         unique = np.unique(np.column_stack([j[image], shift[image]]), axis=0)
         owners, shifts = list(unique[:, 0]), list(unique[:, 1:])
@@ -182,7 +184,7 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
         all_positions = np.concatenate([all_positions, atoms.positions[owners] + np.array(shifts) @ cell])
     pairs = cKDTree(all_positions).query_pairs(r_max, output_type="ndarray")
     receiver, sender = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
-    if layers == 1:
+    if layers == 1 or bool(getattr(module, "ghost_exchange", False)):
         keep = receiver < n
         receiver, sender = receiver[keep], sender[keep]
 
@@ -195,6 +197,7 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
             torch.tensor(np.stack([receiver, sender]), dtype=torch.int64), torch.tensor(cell, dtype=torch.float64),
             torch.tensor(atoms.pbc, dtype=torch.bool), torch.tensor(np.asarray(field, float), dtype=torch.float64),
             torch.zeros(n, 3, dtype=torch.float64), torch.tensor(np.asarray(state, float), dtype=torch.float64),
+            torch.tensor(owner, dtype=torch.int64),
         )
     forces, virials = np.zeros((n, 3)), np.zeros((n, 6))
     np.add.at(forces, owner, out["forces"].detach().numpy())
