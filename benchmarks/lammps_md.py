@@ -1,7 +1,7 @@
 """MD throughput of pair_style fpscf in LAMMPS (1 and 2 MPI ranks) against the ASE calculator.
 
 Usage: python benchmarks/lammps_md.py [--sizes 192 375 648 1029] [--steps 10] [--model water-b3lyp]
-           [--field 0 0 0.05] [--skip-ase-above N]
+           [--field 0 0 0.05] [--kspace ewald|pme] [--skip-ase-above N]
 
 For each periodic water box: the model is exported (``fpscf export``), LAMMPS runs NVE for
 ``--steps`` steps after a 2-step warm-up (so the first, cold SCF is not timed) with 1 rank × 2
@@ -85,20 +85,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--model", default="water-b3lyp")
     parser.add_argument("--field", type=float, nargs=3, default=[0.0, 0.0, 0.05])
+    parser.add_argument("--kspace", choices=["ewald", "pme"], default="ewald", help="export option (fpscf export)")
     parser.add_argument("--skip-ase-above", type=int, default=10**9, help="no ASE run for larger systems")
     args = parser.parse_args()
 
     from fpscf.export import build_plugin, export_model
 
     plugin = build_plugin(Path(__file__).resolve().parents[1] / "build" / "lammps_plugin")
-    print(f"model {args.model}, periodic water boxes, field {args.field} V/Å, NVE {args.steps} steps after 2 "
+    print(f"model {args.model} (export kspace {args.kspace}), periodic water boxes, field {args.field} V/Å, NVE {args.steps} steps after 2 "
           f"warm-up steps; LAMMPS 1 rank x 2 threads and 2 ranks x 1 thread, ASE velocity Verlet 2 threads")
     print(f"{'atoms':>6} {'SCF steps':>9} {'LAMMPS 1':>10} {'LAMMPS 2':>10} {'ASE':>10} {'L1/ASE':>7} {'L2/ASE':>7}"
           "   (atom-steps/s)", flush=True)
     sizes, one_rank = [], []
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
-        model = export_model(args.model, workdir / "model.lmp")
+        model = export_model(args.model, workdir / "model.lmp", kspace=args.kspace)
         for size in args.sizes:
             atoms = water_box(size)
             write_data(workdir / "box.data", atoms)

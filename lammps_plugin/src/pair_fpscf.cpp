@@ -228,6 +228,9 @@ void PairFPSCF::load_model(const std::string &path)
     error->all(FLERR, "pair_coeff fpscf: cannot open model file '{}' (missing or unreadable)", path);
 
   model_path = path;
+  // TorchScript's profiling optimisations (autodiff subgraphs) make the SCF and adjoint passes
+  // slower, and shapes change every step: run the graphs as written.
+  torch::jit::setGraphExecutorOptimize(false);
   try {
     model = std::make_unique<torch::jit::Module>(torch::jit::load(path, torch::kCPU));
     model->eval();

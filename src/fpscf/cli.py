@@ -178,7 +178,7 @@ def _export(args: argparse.Namespace) -> int:
 
     try:
         path = export_model(args.model, args.output, scf_tolerance=args.scf_tol, max_scf_steps=args.max_scf,
-                            total_charge=args.charge)
+                            total_charge=args.charge, kspace=args.kspace, mesh_spacing=args.mesh_spacing)
     except (ExportError, ValueError, FileNotFoundError) as error:
         print(f"fpscf export: error: {error}", file=sys.stderr)
         return 2
@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--scf-tol", type=float, default=1e-6, help="default SCF tolerance, e (pair_style scf_tol overrides)")
     export.add_argument("--max-scf", type=int, default=200, help="default SCF step limit (pair_style max_scf overrides)")
     export.add_argument("--charge", type=float, default=0.0, help="default total charge, e (pair_style charge overrides)")
+    export.add_argument("--kspace", choices=["ewald", "pme"], default="ewald",
+                        help="periodic electrostatics: direct k-sum (exact; default) or particle mesh (large cells)")
+    export.add_argument("--mesh-spacing", type=float, default=None,
+                        help="PME grid spacing, Å (default 0.35 x the narrowest Gaussian interaction width)")
     export.set_defaults(func=_export)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)

@@ -130,7 +130,8 @@ class DeployedModel(torch.nn.Module):
         self.ghost_exchange = True
         self.exchange_width = int(max(irreps.dim for irreps in model.encoder.irreps_out))
         self.num_coefficients = int(model.num_coefficients)
-        self.state_size = self.num_coefficients + 1
+        # per atom: converged multipoles p (K), Fermi level μ, adjoint λ_p (K), λ_μ (warm starts)
+        self.state_size = 2 * self.num_coefficients + 2
         self.scf_tolerance = float(settings.tolerance)
         self.max_scf_steps = int(settings.max_steps)
         self.total_charge = float(total_charge)
@@ -139,7 +140,7 @@ class DeployedModel(torch.nn.Module):
         self.anderson_history = int(settings.history) if settings.mixing == "anderson" else 0
         self.divergence_factor = float(settings.divergence_factor)
         self.fermi_newton_steps = FERMI_NEWTON_STEPS
-        self.linear_rtol = 1e-12
+        self.linear_rtol = 1e-10
         self.linear_max_iterations = 400
         self.linear_restart = 50
 
@@ -409,13 +410,20 @@ class DeployedModel(torch.nn.Module):
         return v - torch.cat([jp.reshape(-1), jmu_total.reshape(1)])
 
     def _gmres(
-        self, rhs: torch.Tensor, g_map: torch.Tensor, p_var: torch.Tensor, mu_var: torch.Tensor, slope: torch.Tensor
-    ) -> torch.Tensor:
-        """Restarted GMRES for ``(I − Jᵀ) λ = rhs`` with global inner products."""
-        x = torch.zeros_like(rhs)
+        self,
+        rhs: torch.Tensor,
+        g_map: torch.Tensor,
+        p_var: torch.Tensor,
+        mu_var: torch.Tensor,
+        slope: torch.Tensor,
+        initial: torch.Tensor,
+    ) -> Tuple[torch.Tensor, int]:
+        """Restarted GMRES for ``(I − Jᵀ) λ = rhs`` from ``initial``, with global inner products.
+        Returns λ and the number of operator products."""
+        x = initial.clone()
         b_norm = float(torch.sqrt(self._dot(rhs, rhs)))
         if b_norm == 0.0:
-            return x
+            return torch.zeros_like(rhs), 0
         used = 0
         history: List[float] = []
         while used < self.linear_max_iterations:
@@ -423,7 +431,7 @@ class DeployedModel(torch.nn.Module):
             beta = float(torch.sqrt(self._dot(r, r)))
             history.append(beta / b_norm)
             if beta / b_norm < self.linear_rtol:
-                return x
+                return x, used
             basis: List[torch.Tensor] = [r / beta]
             m = min(self.linear_restart, self.linear_max_iterations - used)
             h = torch.zeros(m + 1, m, dtype=rhs.dtype, device=rhs.device)
@@ -450,7 +458,7 @@ class DeployedModel(torch.nn.Module):
         r = rhs - self._adjoint_operator(x, g_map, p_var, mu_var, slope)
         final = float(torch.sqrt(self._dot(r, r))) / b_norm
         if final < 1e3 * self.linear_rtol:
-            return x
+            return x, used
         raise RuntimeError(
             "fpscf: GMRES for the force adjoint did not converge in " + str(used) + " products (relative residual "
             + self._scientific(final) + ", tolerance " + self._scientific(self.linear_rtol) + ")"
@@ -566,16 +574,26 @@ class DeployedModel(torch.nn.Module):
             pairs = (receiver_rows, sources, separation, radial)
             pairs_detached = (receiver_rows, sources, separation.detach(), radial.detach())
 
-        # warm start: rows of `state` hold (p, μ) of the previous step, NaN where there is none
-        valid = ~torch.isnan(state).any(dim=1) if state.shape[1] == self.state_size else torch.zeros(n_local, dtype=torch.bool, device=device)
+        # warm start: rows of `state` hold (p, μ, λ_p, λ_μ) of the previous step, NaN where there is none
+        k = self.num_coefficients
+        if state.shape[1] == self.state_size:
+            valid = torch.isfinite(state).all(dim=1)
+        else:
+            valid = torch.zeros(n_local, dtype=torch.bool, device=device)
         p0 = local.detach().clone()
-        mu_sum = positions.new_zeros(2)
+        lam_p0 = positions.new_zeros(n_local, k)
+        globals_sum = positions.new_zeros(3)  # Σμ, Σλ_μ, count over valid rows of all ranks
         if bool(valid.any()):
-            p0[valid] = state[valid][:, : self.num_coefficients].to(dtype)
-            mu_sum[0] = state[valid][:, self.num_coefficients].to(dtype).sum()
-            mu_sum[1] = float(int(valid.sum()))
-        mu_sum = self._global_sum(mu_sum)
-        mu0 = (mu_sum[0] / mu_sum[1]).reshape(1) if float(mu_sum[1]) > 0 else positions.new_zeros(1)
+            rows = state[valid].to(dtype)
+            p0[valid] = rows[:, :k]
+            lam_p0[valid] = rows[:, k + 1 : 2 * k + 1]
+            globals_sum[0] = rows[:, k].sum()
+            globals_sum[1] = rows[:, 2 * k + 1].sum()
+            globals_sum[2] = float(rows.shape[0])
+        globals_sum = self._global_sum(globals_sum)
+        count = float(globals_sum[2])
+        mu0 = (globals_sum[0] / count).reshape(1) if count > 0 else positions.new_zeros(1)
+        lam_mu0 = (globals_sum[1] / count).reshape(1) if count > 0 else positions.new_zeros(1)
 
         no_edges = (positions.new_zeros(0), positions.new_zeros(0), torch.zeros(2, 0, dtype=torch.long, device=device))
         p_star, mu_star, steps = self._scf(
@@ -611,13 +629,22 @@ class DeployedModel(torch.nn.Module):
         if g_mu is None:
             g_mu = torch.zeros_like(mu_var)
         g_mu_total = self._global_sum(g_mu.reshape(1))
-        slope_grads = torch.autograd.grad([g_map[:, 0].sum()], [mu_var], retain_graph=True, allow_unused=True)
+        # the adjoint's products need ∂G/∂(p, μ) only: a graph of G in which nothing else requires
+        # grad (cheap vector-Jacobian products; the geometry's derivatives are not recomputed)
+        p_adj = p_star.detach().requires_grad_(True)
+        mu_adj = mu_star.detach().requires_grad_(True)
+        _, base_adj = self._base_features(
+            p_adj, external.detach(), periodic, recip_detached, mesh_detached, pairs_detached, offset, total
+        )
+        g_adj = self._response(base_adj, mu_adj, local.detach(), node_scalars.detach(), node_feats.detach(), no_edges)
+        slope_grads = torch.autograd.grad([g_adj[:, 0].sum()], [mu_adj], retain_graph=True, allow_unused=True)
         slope_local = slope_grads[0]
         if slope_local is None:
-            slope_local = torch.zeros_like(mu_var)
+            slope_local = torch.zeros_like(mu_adj)
         slope = self._global_sum(slope_local.detach().reshape(1))[0]
         rhs = torch.cat([g_p.detach().reshape(-1), g_mu_total.detach()])
-        lam = self._gmres(rhs, g_map, p_var, mu_var, slope).detach()
+        lam, linear_steps = self._gmres(rhs, g_adj, p_adj, mu_adj, slope, torch.cat([lam_p0.reshape(-1), lam_mu0]))
+        lam = lam.detach()
         lam_p = lam[:-1].reshape(p_var.shape).clone()
         lam_p[:, 0] = lam_p[:, 0] - lam[-1] / slope
         lagrangian = energy + (lam_p * g_map).sum()
@@ -666,7 +693,9 @@ class DeployedModel(torch.nn.Module):
             dim=1,
         )
         p_out = p_star.detach()
-        new_state = torch.cat([p_out, mu_star.detach().expand(n_local, 1)], dim=1)
+        new_state = torch.cat(
+            [p_out, mu_star.detach().expand(n_local, 1), lam[:-1].reshape(n_local, k), lam[-1:].expand(n_local, 1)], dim=1
+        )
         return {
             "atomic_energies": atomic_energies.detach(),
             "forces": forces.detach(),
@@ -677,6 +706,7 @@ class DeployedModel(torch.nn.Module):
             "state": new_state,
             "fermi_level": mu_star.detach(),
             "scf_steps": torch.tensor([float(steps)], dtype=dtype, device=device),
+            "adjoint_steps": torch.tensor([float(linear_steps)], dtype=dtype, device=device),
         }
 
 

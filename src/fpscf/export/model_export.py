@@ -30,11 +30,16 @@ def export_model(
     max_scf_steps: int = 200,
     mixing_parameter: float = 0.5,
     total_charge: float = 0.0,
+    kspace: str = "ewald",
+    mesh_spacing: float | None = None,
+    spline_order: int = 8,
 ) -> Path:
     """Write ``model`` (a FixedPointModel, a ``.fpscf`` path or a shipped model name) to ``output``.
 
     scf_tolerance (e), max_scf_steps and total_charge (e) are defaults that ``pair_style fpscf``
-    options (``scf_tol``, ``max_scf``, ``charge``) override. Returns the written path.
+    options (``scf_tol``, ``max_scf``, ``charge``) override. kspace ``ewald`` sums periodic
+    electrostatics over k-vectors (exact, cost ∝ N·volume), ``pme`` on a particle mesh (for large
+    cells; mesh_spacing Å and spline_order as in :func:`fpscf.export.deploy`). Returns the written path.
     """
     from fpscf import __version__
     from fpscf.calculators.fixed_point import FixedPointCalculator
@@ -42,7 +47,7 @@ def export_model(
     source = model if isinstance(model, (str, os.PathLike)) else None
     loaded = FixedPointCalculator._load(model)
     settings = SCFSettings(tolerance=scf_tolerance, max_steps=max_scf_steps, mixing_parameter=mixing_parameter)
-    module = deploy(loaded, settings, total_charge)
+    module = deploy(loaded, settings, total_charge, kspace, mesh_spacing, spline_order)
     header = {
         "format": "fpscf-lammps",
         "format_version": 1,
@@ -55,6 +60,9 @@ def export_model(
         "scf_tolerance": scf_tolerance,
         "max_scf_steps": max_scf_steps,
         "total_charge": total_charge,
+        "kspace": kspace,
+        "mesh_spacing": module.mesh_spacing if kspace == "pme" else None,
+        "spline_order": spline_order if kspace == "pme" else None,
         "fpscf_version": __version__,
         "torch_version": torch.__version__,
     }

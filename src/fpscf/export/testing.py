@@ -211,8 +211,9 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
     }
     if "state" in out:
         results["state"] = out["state"].detach().numpy()
-    if "scf_steps" in out:
-        results["scf_steps"] = int(out["scf_steps"][0])
+    for name in ("scf_steps", "adjoint_steps"):
+        if name in out:
+            results[name] = int(out[name][0])
     if atoms.pbc.all():
         w = virials.sum(axis=0)  # xx, yy, zz, xy, xz, yz
         results["stress"] = -np.array([w[0], w[1], w[2], w[5], w[4], w[3]]) / atoms.get_volume()
