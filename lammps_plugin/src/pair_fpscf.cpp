@@ -19,6 +19,7 @@
 #include "utils.h"
 #include "variable.h"
 
+#include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <cmath>
@@ -277,8 +278,9 @@ void PairFPSCF::load_model(const std::string &path)
   if (comm->me == 0) {
     std::string species;
     for (const auto &name : model_species) species += " " + name;
-    utils::logmesg(lmp, "pair fpscf: model {} (r_max {} Å, species{}, {} interaction(s){})\n", path, r_max,
-                   species, num_interactions, periodic_only ? ", periodic only" : "");
+    utils::logmesg(lmp, "pair fpscf: model {} (r_max {} Å, species{}, {} interaction(s){}), {} torch thread(s) per rank\n",
+                   path, r_max, species, num_interactions, periodic_only ? ", periodic only" : "",
+                   at::get_num_threads());
   }
 }
 

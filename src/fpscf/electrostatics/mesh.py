@@ -147,7 +147,10 @@ def mesh_potential_features(mesh: MeshGeometry, density: torch.Tensor, receiver_
     shape = mesh.shape
     transformed = torch.fft.rfftn(density.reshape(shape[0], shape[1], shape[2]))
     total = shape[0] * shape[1] * shape[2]
-    potentials = torch.fft.irfftn(mesh.kernel * transformed[None], s=[shape[0], shape[1], shape[2]], dim=[1, 2, 3])
+    # real kernel times complex transform, as real arithmetic (autograd's real-complex products
+    # are not handled by every TorchScript executor)
+    product = torch.view_as_complex((torch.view_as_real(transformed)[None] * mesh.kernel[..., None]).contiguous())
+    potentials = torch.fft.irfftn(product, s=[shape[0], shape[1], shape[2]], dim=[1, 2, 3])
     flat = potentials.reshape(-1, total) * total  # (C, M): Σ_m (...) e^{+2πi m·g/K}
     stencil = flat[:, mesh.index]  # (C, N, p³)
     parts: List[torch.Tensor] = [(stencil * mesh.weights[None]).sum(-1).T.unsqueeze(-1)]

@@ -20,7 +20,7 @@ Needs a one-body update and a field readout without edges; the density is warm-s
 
 import copy
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -49,6 +49,20 @@ KSPACE_METHODS = ("ewald", "pme")
 
 class ExportError(ValueError):
     """The model cannot be exported as it is; the message says what to change."""
+
+
+class Geometry(NamedTuple):
+    """What the electrostatics of one evaluation need: periodic or open; the reciprocal (``ewald``)
+    or mesh (``pme``) geometry of a periodic cell; for open boundaries the pairs (receiver row,
+    source index in the gathered atoms, separation (P, 3) Å, radial kernels (P, C, n)); this rank's
+    offset and the total number of atoms in rank order."""
+
+    periodic: bool
+    recip: Optional[ReciprocalGeometry]
+    mesh: Optional[MeshGeometry]
+    pairs: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    offset: int
+    total: int
 
 
 class _NoHigherMultipoles(torch.nn.Module):
@@ -212,31 +226,28 @@ class DeployedModel(torch.nn.Module):
     def _potential(
         self,
         multipoles: torch.Tensor,
-        periodic: bool,
-        recip: Optional[ReciprocalGeometry],
-        mesh: Optional[MeshGeometry],
-        pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-        offset: int,
-        total: int,
+        geometry: Geometry,
     ) -> torch.Tensor:
         """Hartree potential projections (n_local, 1+W, (L+1)²) of the whole density at the owned atoms."""
-        if periodic and mesh is not None:
+        mesh = geometry.mesh
+        recip = geometry.recip
+        if geometry.periodic and mesh is not None:
             density = torch.ops.fpscf.allreduce_sum(spread(mesh, multipoles))
             features = mesh_potential_features(mesh, density, self.max_l)
-        elif periodic:
+        elif geometry.periodic:
             assert recip is not None
             real, imag = structure_factor(recip, multipoles)
             summed = torch.ops.fpscf.allreduce_sum(torch.stack([real, imag]))
             features = reciprocal_potential_features(recip, summed[0], summed[1], self.max_l)
         else:
-            receiver_rows, sources, separation, radial = pair_geometry
-            gathered = self._gather_rows(multipoles, offset, total)[sources]
+            receiver_rows, sources, separation, radial = geometry.pairs
+            gathered = self._gather_rows(multipoles, geometry.offset, geometry.total)[sources]
             charges, dipoles, quadrupoles = split_multipoles(gathered, self.quadrupole_matrices)
             v0, v1, v2 = potential_derivatives(separation, radial, charges, dipoles, quadrupoles, self.max_l)
             pair_features = self._to_features(v0, v1, v2)
             features = pair_features.new_zeros([multipoles.shape[0]] + pair_features.shape[1:])
             features = features.index_add(0, receiver_rows, pair_features)
-        return features + self._self_correction(multipoles, periodic)
+        return features + self._self_correction(multipoles, geometry.periodic)
 
     # ------------------------------------------------------------------ SCF map
     def _response(
@@ -258,15 +269,10 @@ class DeployedModel(torch.nn.Module):
         self,
         multipoles: torch.Tensor,
         external: torch.Tensor,
-        periodic: bool,
-        recip: Optional[ReciprocalGeometry],
-        mesh: Optional[MeshGeometry],
-        pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-        offset: int,
-        total: int,
+        geometry: Geometry,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         size_f = (self.feature_max_l + 1) * (self.feature_max_l + 1)
-        hartree = self._potential(multipoles, periodic, recip, mesh, pair_geometry, offset, total)
+        hartree = self._potential(multipoles, geometry)
         return hartree, hartree[:, 1:, :size_f] + external[:, :, :size_f]
 
     def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
@@ -314,12 +320,7 @@ class DeployedModel(torch.nn.Module):
         p0: torch.Tensor,
         mu0: torch.Tensor,
         external: torch.Tensor,
-        periodic: bool,
-        recip: Optional[ReciprocalGeometry],
-        mesh: Optional[MeshGeometry],
-        pair_geometry: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-        offset: int,
-        total: int,
+        geometry: Geometry,
         local: torch.Tensor,
         node_scalars: torch.Tensor,
         node_feats: torch.Tensor,
@@ -333,7 +334,7 @@ class DeployedModel(torch.nn.Module):
         history: List[float] = []
         best = math.inf
         for step in range(1, self.max_scf_steps + 1):
-            _, base = self._base_features(x, external, periodic, recip, mesh, pair_geometry, offset, total)
+            _, base = self._base_features(x, external, geometry)
             base = base.detach()
             mu = self._solve_mu(base, mu, local, node_scalars, node_feats, no_edges)
             gx = self._response(base, mu, local, node_scalars, node_feats, no_edges).detach()
@@ -596,15 +597,17 @@ class DeployedModel(torch.nn.Module):
         lam_mu0 = (globals_sum[1] / count).reshape(1) if count > 0 else positions.new_zeros(1)
 
         no_edges = (positions.new_zeros(0), positions.new_zeros(0), torch.zeros(2, 0, dtype=torch.long, device=device))
+        geometry = Geometry(periodic, recip, mesh, pairs, offset, total)
+        fixed_geometry = Geometry(periodic, recip_detached, mesh_detached, pairs_detached, offset, total)
         p_star, mu_star, steps = self._scf(
-            p0, mu0, external.detach(), periodic, recip_detached, mesh_detached, pairs_detached, offset, total,
+            p0, mu0, external.detach(), fixed_geometry,
             local.detach(), node_scalars.detach(), node_feats.detach(), no_edges,
         )
 
         # energy and map at the fixed point, differentiable in (p, μ) and the geometry leaves
         p_var = p_star.detach().requires_grad_(True)
         mu_var = mu_star.detach().requires_grad_(True)
-        hartree, base = self._base_features(p_var, external, periodic, recip, mesh, pairs, offset, total)
+        hartree, base = self._base_features(p_var, external, geometry)
         g_map = self._response(base, mu_var, local, node_scalars, node_feats, no_edges)
         e_hartree = 0.5 * (p_var * hartree[:, 0, : self.num_coefficients]).sum(-1)
         e_field = (p_var * external[:, 0, : self.num_coefficients]).sum(-1)
@@ -633,9 +636,7 @@ class DeployedModel(torch.nn.Module):
         # grad (cheap vector-Jacobian products; the geometry's derivatives are not recomputed)
         p_adj = p_star.detach().requires_grad_(True)
         mu_adj = mu_star.detach().requires_grad_(True)
-        _, base_adj = self._base_features(
-            p_adj, external.detach(), periodic, recip_detached, mesh_detached, pairs_detached, offset, total
-        )
+        _, base_adj = self._base_features(p_adj, external.detach(), fixed_geometry)
         g_adj = self._response(base_adj, mu_adj, local.detach(), node_scalars.detach(), node_feats.detach(), no_edges)
         slope_grads = torch.autograd.grad([g_adj[:, 0].sum()], [mu_adj], retain_graph=True, allow_unused=True)
         slope_local = slope_grads[0]
