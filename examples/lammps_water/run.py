@@ -1,10 +1,11 @@
 """NVE molecular dynamics of a periodic water box in an applied field, in LAMMPS with the shipped model.
 
-Usage: python examples/lammps_water/run.py [--molecules 32] [--steps 2000] [--timestep 0.25]
+Usage: python examples/lammps_water/run.py [--per-side 2] [--steps 1000] [--timestep 0.25]
            [--field 0 0 0.05] [--ranks 2] [--out examples/lammps_water]
 
-Builds the plugin, exports `water-b3lyp`, writes a box of water molecules at 1 g/cm³, equilibrates
-with a Langevin thermostat at 300 K, then runs NVE in a constant field and reports the drift of
+Builds the plugin, exports `water-b3lyp`, writes a box of per-side³ water molecules at 1 g/cm³
+(randomly oriented on a cubic grid, 3.1 Å apart), relaxes it briefly, gives it 300 K velocities
+(``--temperature``; optionally equilibrates with a Langevin thermostat), then runs NVE in a constant field and reports the drift of
 the total energy (linear fit, meV/atom/ps) and its fluctuation. Writes `nve_field.log` (the
 LAMMPS thermo output), `nve_field.png` (total, potential and kinetic energy against time) and
 `nve_field.json` (the figures). The shipped model was trained on clusters: a periodic water box
@@ -26,13 +27,12 @@ from ase.build import molecule
 HERE = Path(__file__).resolve().parent
 
 
-def water_box(n_molecules: int, seed: int = 0) -> Atoms:
-    """n molecules on a jittered cubic grid at 1 g/cm³ (the orthorhombic cell LAMMPS reads as is)."""
+def water_box(per_side: int, seed: int = 0) -> Atoms:
+    """per_side³ molecules on a jittered cubic grid at 1 g/cm³ (a cubic cell LAMMPS reads as is)."""
     from scipy.spatial.transform import Rotation
 
-    volume = n_molecules * 18.015 / 0.6022  # Å³ at 1 g/cm³
-    edge = volume ** (1 / 3)
-    per_side = int(np.ceil(n_molecules ** (1 / 3)))
+    n_molecules = per_side**3
+    edge = (n_molecules * 18.015 / 0.6022) ** (1 / 3)  # Å at 1 g/cm³
     rng = np.random.default_rng(seed)
     atoms = Atoms(cell=np.eye(3) * edge, pbc=True)
     for index in range(n_molecules):
@@ -55,10 +55,12 @@ def write_data(path: Path, atoms: Atoms) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--molecules", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--equilibration", type=int, default=400)
+    parser.add_argument("--per-side", type=int, default=2, help="molecules per box edge (2: 8 molecules)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--equilibration", type=int, default=0,
+                        help="Langevin steps at 300 K before NVE (0: start NVE from 300 K velocities)")
     parser.add_argument("--timestep", type=float, default=0.25, help="fs")
+    parser.add_argument("--temperature", type=float, default=300.0, help="K, initial velocities")
     parser.add_argument("--field", type=float, nargs=3, default=[0.0, 0.0, 0.05], help="V/Å")
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE)
@@ -71,7 +73,7 @@ def main() -> None:
     work = args.out / "work"
     work.mkdir(exist_ok=True)
     model = export_model("water-b3lyp", work / "water.lmp")
-    atoms = water_box(args.molecules)
+    atoms = water_box(args.per_side)
     write_data(work / "water.data", atoms)
     field = " ".join(str(v) for v in args.field)
     dt = args.timestep / 1000.0  # ps
@@ -83,9 +85,10 @@ def main() -> None:
         "thermo_style custom step time temp pe ke etotal press c_extra[3] c_extra[5]",
         "thermo_modify format float %.10g", f"timestep {dt}",
         "minimize 1e-6 1e-3 50 200", "reset_timestep 0",
-        "velocity all create 300 12345 mom yes rot no dist gaussian",
-        "fix warm all langevin 300 300 0.05 2024 zero yes", "fix integrate all nve", "thermo 100",
-        f"run {args.equilibration}", "unfix warm", "reset_timestep 0", "thermo 10", f"run {args.steps}",
+        f"velocity all create {args.temperature} 12345 mom yes rot no dist gaussian", "fix integrate all nve",
+        *([f"fix warm all langevin {args.temperature} {args.temperature} 0.05 2024 zero yes", "thermo 100", f"run {args.equilibration}",
+           "unfix warm", "reset_timestep 0"] if args.equilibration > 0 else []),
+        "thermo 10", f"run {args.steps}",
     ]) + "\n")
     env = subprocess_environment()
     env["OMP_NUM_THREADS"] = str(max(1, 2 // args.ranks))
@@ -102,7 +105,7 @@ def main() -> None:
     loop = float(re.findall(r"Loop time of ([0-9.eE+-]+) on", run.stdout)[-1])
     figures = {
         "atoms": n, "field_V_per_A": args.field, "timestep_fs": args.timestep, "steps": args.steps,
-        "ranks": args.ranks, "mean_temperature_K": float(temperature.mean()),
+        "ranks": args.ranks, "initial_temperature_K": args.temperature, "mean_temperature_K": float(temperature.mean()),
         "drift_meV_per_atom_per_ps": float(slope / n * 1000.0),
         "total_energy_std_meV_per_atom": float(total.std() / n * 1000.0),
         "kinetic_energy_std_meV_per_atom": float(kinetic.std() / n * 1000.0),
@@ -120,7 +123,7 @@ def main() -> None:
         axis.plot(time_ps, (values - values[0]) / n * 1000.0, label=label)
     axis.set_xlabel("time (ps)")
     axis.set_ylabel("E − E(0) (meV/atom)")
-    axis.set_title(f"NVE, {n} atoms of water, field {args.field} V/Å, Δt {args.timestep} fs: "
+    axis.set_title(f"NVE, {n} atoms of water from {args.temperature:g} K, field {args.field} V/Å, Δt {args.timestep} fs: "
                    f"drift {figures['drift_meV_per_atom_per_ps']:.3f} meV/atom/ps", fontsize=9)
     axis.legend()
     figure.tight_layout()

@@ -265,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--scf-tol", type=float, default=1e-6, help="default SCF tolerance, e (pair_style scf_tol overrides)")
     export.add_argument("--max-scf", type=int, default=200, help="default SCF step limit (pair_style max_scf overrides)")
     export.add_argument("--charge", type=float, default=0.0, help="default total charge, e (pair_style charge overrides)")
-    export.add_argument("--kspace", choices=["ewald", "pme"], default="ewald",
-                        help="periodic electrostatics: direct k-sum (exact; default) or particle mesh (large cells)")
+    export.add_argument("--kspace", choices=["auto", "ewald", "pme"], default="auto",
+                        help="periodic electrostatics: particle mesh (pme, cost ∝ N), direct k-sum (ewald, exact, "
+                             "cost ∝ N x volume), or auto (default: pme where the model allows, l <= 1)")
     export.add_argument("--mesh-spacing", type=float, default=None,
                         help="PME grid spacing, Å (default 0.35 x the narrowest Gaussian interaction width)")
     export.set_defaults(func=_export)

@@ -43,8 +43,17 @@ from fpscf.scf.updates import OneBodyVariableUpdate
 
 FERMI_NEWTON_STEPS = 2
 #: Periodic electrostatics: ``ewald`` sums the k-vectors directly (exact, O(N K)); ``pme`` uses a
-#: smooth particle mesh (O(N p³ + M log M), relative error ~1e-8 at the default mesh).
+#: smooth particle mesh (O(N p³ + M log M), relative error ~1e-8 at the default mesh); ``auto``
+#: (the default of :func:`deploy`) is ``pme`` where it applies (multipoles and features up to l = 1).
 KSPACE_METHODS = ("ewald", "pme")
+
+
+def resolve_kspace(model: torch.nn.Module, kspace: str) -> str:
+    """``auto`` → ``pme`` for models with multipoles and field features up to l = 1, else ``ewald``."""
+    if kspace != "auto":
+        return kspace
+    config = model.config
+    return "pme" if max(config.atomic_multipoles_max_l, config.field_feature_max_l) <= 1 else "ewald"
 
 
 class ExportError(ValueError):
@@ -304,10 +313,12 @@ class DeployedModel(torch.nn.Module):
         if value == 0.0 or not math.isfinite(value):
             return str(value)
         exponent = int(math.floor(math.log10(abs(value))))
-        mantissa = round(value / 10.0**exponent * 1000.0) / 1000.0
-        if abs(mantissa) >= 10.0:
-            mantissa, exponent = mantissa / 10.0, exponent + 1
-        return str(mantissa) + "e" + str(exponent)
+        digits = int(round(abs(value) / 10.0**exponent * 1000.0))
+        if digits >= 10000:
+            digits, exponent = digits // 10, exponent + 1
+        fraction = str(1000 + digits % 1000)[1:]  # three digits with leading zeros
+        sign = "-" if value < 0 else ""
+        return sign + str(digits // 1000) + "." + fraction + "e" + str(exponent)
 
     def _history_text(self, history: List[float]) -> str:
         if len(history) <= 12:
@@ -748,17 +759,19 @@ def deploy(
     model: torch.nn.Module,
     settings: Optional[SCFSettings] = None,
     total_charge: float = 0.0,
-    kspace: str = "ewald",
+    kspace: str = "auto",
     mesh_spacing: Optional[float] = None,
     spline_order: int = 8,
 ) -> torch.jit.ScriptModule:
     """The TorchScript module of ``model`` (float64, CPU) for ``pair_style fpscf``.
 
     kspace: periodic electrostatics by direct k-sums (``ewald``, exact, the Python model's own
-    method) or a smooth particle mesh (``pme``, for large cells); mesh_spacing (Å, default 0.35 ×
-    the narrowest interaction width) and spline_order set the mesh.
+    method, cost ∝ N × volume) or a smooth particle mesh (``pme``, ~1e-8 relative, cost ∝ N);
+    ``auto`` picks ``pme`` where it applies. mesh_spacing (Å, default 0.35 × the narrowest
+    interaction width) and spline_order set the mesh.
     """
+    model = model.to(torch.float64).cpu()
     module = DeployedModel(
-        model.to(torch.float64).cpu(), settings or SCFSettings(), total_charge, kspace, mesh_spacing, spline_order
+        model, settings or SCFSettings(), total_charge, resolve_kspace(model, kspace), mesh_spacing, spline_order
     )
     return torch.jit.script(module)

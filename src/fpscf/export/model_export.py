@@ -30,7 +30,7 @@ def export_model(
     max_scf_steps: int = 200,
     mixing_parameter: float = 0.5,
     total_charge: float = 0.0,
-    kspace: str = "ewald",
+    kspace: str = "auto",
     mesh_spacing: float | None = None,
     spline_order: int = 8,
 ) -> Path:
@@ -38,8 +38,9 @@ def export_model(
 
     scf_tolerance (e), max_scf_steps and total_charge (e) are defaults that ``pair_style fpscf``
     options (``scf_tol``, ``max_scf``, ``charge``) override. kspace ``ewald`` sums periodic
-    electrostatics over k-vectors (exact, cost ∝ N·volume), ``pme`` on a particle mesh (for large
-    cells; mesh_spacing Å and spline_order as in :func:`fpscf.export.deploy`). Returns the written path.
+    electrostatics over k-vectors (exact, cost ∝ N·volume), ``pme`` on a particle mesh (cost ∝ N,
+    ~1e-8 relative), ``auto`` (default) ``pme`` where the model allows it; mesh_spacing Å and
+    spline_order as in :func:`fpscf.export.deploy`. Returns the written path.
     """
     from fpscf import __version__
     from fpscf.calculators.fixed_point import FixedPointCalculator
@@ -60,9 +61,9 @@ def export_model(
         "scf_tolerance": scf_tolerance,
         "max_scf_steps": max_scf_steps,
         "total_charge": total_charge,
-        "kspace": kspace,
-        "mesh_spacing": module.mesh_spacing if kspace == "pme" else None,
-        "spline_order": spline_order if kspace == "pme" else None,
+        "kspace": module.kspace,
+        "mesh_spacing": module.mesh_spacing if module.kspace == "pme" else None,
+        "spline_order": spline_order if module.kspace == "pme" else None,
         "fpscf_version": __version__,
         "torch_version": torch.__version__,
     }
