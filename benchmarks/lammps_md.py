@@ -3,8 +3,8 @@
 Usage: python benchmarks/lammps_md.py [--sizes 192 375 648 1029] [--steps 10] [--model water-b3lyp]
            [--field 0 0 0.05] [--kspace auto|ewald|pme] [--skip-ase-above N]
 
-For each periodic water box (random orientations on a grid, relaxed by at most 10 steps of
-LAMMPS' minimizer to remove close contacts): the model is exported (``fpscf export``), LAMMPS runs NVE for
+For each periodic water box (random orientations on a grid, or with --replicate copies of one
+8-molecule cell; relaxed by at most 10 steps of LAMMPS' minimizer, 0.02 Å at most per step): the model is exported (``fpscf export``), LAMMPS runs NVE for
 ``--steps`` steps after a 2-step warm-up (so the first, cold SCF is not timed) with 1 rank × 2
 threads and 2 ranks × 1 thread, and ASE runs velocity Verlet with FixedPointCalculator (2 threads)
 for the same steps. Prints atom-steps per second and the LAMMPS/ASE ratios measured in this run,
@@ -47,7 +47,7 @@ def lammps_rate(plugin: Path, model: Path, data: Path, n_atoms: int, steps: int,
     script.write_text("\n".join([
         f"plugin load {plugin}", "units metal", "atom_style charge", f"read_data {data}",
         "mass 1 15.999", "mass 2 1.008", f"pair_style fpscf efield {field[0]} {field[1]} {field[2]}",
-        f"pair_coeff * * {model} O H", "minimize 0 1e-2 10 50", "reset_timestep 0",
+        f"pair_coeff * * {model} O H", "min_modify dmax 0.02", "minimize 0 1e-2 10 50", "reset_timestep 0",
         "velocity all create 300 1 mom yes rot no", "timestep 0.0005",
         "fix 1 all nve", "compute extra all pair fpscf", "thermo_style custom step pe etotal c_extra[5]",
         "thermo 1", "run 2", f"run {steps}",
@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--model", default="water-b3lyp")
     parser.add_argument("--field", type=float, nargs=3, default=[0.0, 0.0, 0.05])
     parser.add_argument("--kspace", choices=["auto", "ewald", "pme"], default="auto", help="export option (fpscf export)")
+    parser.add_argument("--replicate", action="store_true",
+                        help="build each box by repeating an 8-molecule cell (sizes 24·k³) instead of a random grid")
     parser.add_argument("--skip-ase-above", type=int, default=10**9, help="no ASE run for larger systems")
     args = parser.parse_args()
 
@@ -107,7 +109,11 @@ def main() -> None:
         workdir = Path(scratch)
         model = export_model(args.model, workdir / "model.lmp", kspace=args.kspace)
         for size in args.sizes:
-            atoms = water_box(size)
+            if args.replicate:
+                repeats = max(1, round((size / 24) ** (1 / 3)))
+                atoms = water_box(24).repeat(repeats)
+            else:
+                atoms = water_box(size)
             write_data(workdir / "box.data", atoms)
             rate1, scf = lammps_rate(plugin, model, workdir / "box.data", len(atoms), args.steps, 1, args.field, workdir)
             rate2, _ = lammps_rate(plugin, model, workdir / "box.data", len(atoms), args.steps, 2, args.field, workdir)

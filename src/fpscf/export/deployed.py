@@ -74,6 +74,16 @@ class Geometry(NamedTuple):
     total: int
 
 
+class NodeContext(NamedTuple):
+    """What the SCF map reads besides (p, μ): the local density (n, K), invariant and equivariant
+    node features of the owned atoms, and the (empty) edges a one-body update ignores."""
+
+    local: torch.Tensor
+    scalars: torch.Tensor
+    feats: torch.Tensor
+    no_edges: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 class _NoHigherMultipoles(torch.nn.Module):
     """Stands in for ``local_higher`` of a charges-only local density."""
 
@@ -263,16 +273,13 @@ class DeployedModel(torch.nn.Module):
         self,
         base: torch.Tensor,
         mu: torch.Tensor,
-        local: torch.Tensor,
-        node_scalars: torch.Tensor,
-        node_feats: torch.Tensor,
-        no_edges: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        nodes: NodeContext,
     ) -> torch.Tensor:
         """G(p, μ) from the potential features ``base`` (n, W, (L_f+1)²) and μ (1,) V."""
         shift = torch.zeros_like(base)
         shift[:, :, 0] = mu
         features = (base + shift) / self.feature_scale
-        return local + self.update(node_scalars, node_feats, features, no_edges)
+        return nodes.local + self.update(nodes.scalars, nodes.feats, features, nodes.no_edges)
 
     def _base_features(
         self,
@@ -291,15 +298,12 @@ class DeployedModel(torch.nn.Module):
         self,
         base: torch.Tensor,
         mu: torch.Tensor,
-        local: torch.Tensor,
-        node_scalars: torch.Tensor,
-        node_feats: torch.Tensor,
-        no_edges: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        nodes: NodeContext,
     ) -> torch.Tensor:
         """Newton steps on Σq(μ) = Q over all ranks (values only)."""
         for _ in range(self.fermi_newton_steps):
             mu_var = mu.detach().requires_grad_(True)
-            q = self._response(base, mu_var, local, node_scalars, node_feats, no_edges)[:, 0].sum()
+            q = self._response(base, mu_var, nodes)[:, 0].sum()
             grads = torch.autograd.grad([q], [mu_var], allow_unused=True)
             slope_local = grads[0]
             if slope_local is None:
@@ -332,10 +336,7 @@ class DeployedModel(torch.nn.Module):
         mu0: torch.Tensor,
         external: torch.Tensor,
         geometry: Geometry,
-        local: torch.Tensor,
-        node_scalars: torch.Tensor,
-        node_feats: torch.Tensor,
-        no_edges: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        nodes: NodeContext,
     ) -> Tuple[torch.Tensor, torch.Tensor, int]:
         """Anderson-mixed SCF on every rank in step (all decisions use global quantities)."""
         x = p0.detach().clone()
@@ -347,8 +348,8 @@ class DeployedModel(torch.nn.Module):
         for step in range(1, self.max_scf_steps + 1):
             _, base = self._base_features(x, external, geometry)
             base = base.detach()
-            mu = self._solve_mu(base, mu, local, node_scalars, node_feats, no_edges)
-            gx = self._response(base, mu, local, node_scalars, node_feats, no_edges).detach()
+            mu = self._solve_mu(base, mu, nodes)
+            gx = self._response(base, mu, nodes).detach()
             residual = gx - x
             local_max = residual.abs().max() if residual.numel() > 0 else residual.new_zeros(())
             charge = self._global_sum(gx[:, 0].sum().reshape(1))[0] - self.total_charge
@@ -610,16 +611,15 @@ class DeployedModel(torch.nn.Module):
         no_edges = (positions.new_zeros(0), positions.new_zeros(0), torch.zeros(2, 0, dtype=torch.long, device=device))
         geometry = Geometry(periodic, recip, mesh, pairs, offset, total)
         fixed_geometry = Geometry(periodic, recip_detached, mesh_detached, pairs_detached, offset, total)
-        p_star, mu_star, steps = self._scf(
-            p0, mu0, external.detach(), fixed_geometry,
-            local.detach(), node_scalars.detach(), node_feats.detach(), no_edges,
-        )
+        nodes = NodeContext(local, node_scalars, node_feats, no_edges)
+        fixed_nodes = NodeContext(local.detach(), node_scalars.detach(), node_feats.detach(), no_edges)
+        p_star, mu_star, steps = self._scf(p0, mu0, external.detach(), fixed_geometry, fixed_nodes)
 
         # energy and map at the fixed point, differentiable in (p, μ) and the geometry leaves
         p_var = p_star.detach().requires_grad_(True)
         mu_var = mu_star.detach().requires_grad_(True)
         hartree, base = self._base_features(p_var, external, geometry)
-        g_map = self._response(base, mu_var, local, node_scalars, node_feats, no_edges)
+        g_map = self._response(base, mu_var, nodes)
         e_hartree = 0.5 * (p_var * hartree[:, 0, : self.num_coefficients]).sum(-1)
         e_field = (p_var * external[:, 0, : self.num_coefficients]).sum(-1)
         if self.strict_readout:
@@ -648,7 +648,7 @@ class DeployedModel(torch.nn.Module):
         p_adj = p_star.detach().requires_grad_(True)
         mu_adj = mu_star.detach().requires_grad_(True)
         _, base_adj = self._base_features(p_adj, external.detach(), fixed_geometry)
-        g_adj = self._response(base_adj, mu_adj, local.detach(), node_scalars.detach(), node_feats.detach(), no_edges)
+        g_adj = self._response(base_adj, mu_adj, fixed_nodes)
         slope_grads = torch.autograd.grad([g_adj[:, 0].sum()], [mu_adj], retain_graph=True, allow_unused=True)
         slope_local = slope_grads[0]
         if slope_local is None:
