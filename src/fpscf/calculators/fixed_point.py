@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from fpscf.calculators.response import (
     polarization_branch,
 )
 from fpscf.data.labels import KeyMap
+from fpscf.models import resolve_model
 from fpscf.scf.settings import SCFSettings
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -103,7 +103,7 @@ class FixedPointCalculator(Calculator):
             raise ValueError(f"default_dtype must be one of {list(DTYPES)}, got {default_dtype!r}")
         self.dtype = DTYPES[default_dtype]
         self.device = torch.device(device)
-        self.model = self._load(model).to(device=self.device, dtype=self.dtype)
+        self.model = resolve_model(model).to(device=self.device, dtype=self.dtype)
         self.model.eval()
         self.electric_field = np.zeros(3) if electric_field is None else np.asarray(electric_field, float)
         if self.electric_field.shape != (3,):
@@ -123,26 +123,6 @@ class FixedPointCalculator(Calculator):
             raise TypeError(f"acoustic_sum_rule must be True or False, got {acoustic_sum_rule!r}")
         self.acoustic_sum_rule = acoustic_sum_rule
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
-
-    @staticmethod
-    def _load(model: Any) -> Any:
-        from fpscf.model import FixedPointModel
-        from fpscf.model_io import load_model
-
-        from fpscf.models import DEFAULT_MODEL, SHIPPED_MODELS, shipped_model_path
-
-        if isinstance(model, FixedPointModel):
-            return model
-        if model is None:
-            return load_model(shipped_model_path(DEFAULT_MODEL))
-        if isinstance(model, str) and model in SHIPPED_MODELS and not os.path.exists(model):
-            return load_model(shipped_model_path(model))
-        if isinstance(model, (str, os.PathLike)):
-            return load_model(model)
-        raise TypeError(
-            f"model must be a FixedPointModel, a path to a model file or a shipped model name "
-            f"{sorted(SHIPPED_MODELS)}, got {type(model).__name__}"
-        )
 
     def check_state(self, atoms: Any, tol: float = 1e-15) -> list[str]:
         """ASE's comparison plus the inputs read from ``atoms.info`` (applied fields, total charge,

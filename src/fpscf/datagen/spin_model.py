@@ -87,13 +87,10 @@ class HeisenbergZeeman:
         moments = self.relax(positions, field)
         n = len(atoms)
 
-        def relaxed_energy(pos: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            # energy at the fixed moments; dE*/dθ = ∂E/∂θ at the minimum (∂E/∂m = 0)
-            return self.energy(pos, moments, b)
-
+        # at the minimum ∂E/∂m = 0, so dE*/dθ = ∂E/∂θ at the fixed moments
         pos = positions.clone().requires_grad_(True)
         b = field.clone().requires_grad_(True)
-        energy = relaxed_energy(pos, b)
+        energy = self.energy(pos, moments, b)
         grad_pos, grad_b = torch.autograd.grad(energy, (pos, b))
         # susceptibility: d²E*/dB² = ∂²E/∂B² + ∂²E/∂B∂m · dm*/dB, dm*/dB = −H⁻¹ ∂²E/∂m∂B
         flat = moments.reshape(-1)

@@ -30,7 +30,11 @@ from fpscf.electrostatics.open_boundary import (
     pair_potential_derivatives,
     prepare_pairs,
 )
-from fpscf.electrostatics.pair_fields import potential_derivatives, required_radial_order
+from fpscf.electrostatics.pair_fields import (
+    required_radial_order,
+    self_features,
+    stack_features,
+)
 from fpscf.electrostatics.reciprocal import (
     ReciprocalGeometry,
     half_space_miller_indices,
@@ -288,12 +292,7 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
         self, v0: torch.Tensor, v1: torch.Tensor | None, v2: torch.Tensor | None
     ) -> torch.Tensor:
         """Stack V0 (N, W), V1 (N, W, 3), V2 (N, W, 3, 3) into (N, W, (L+1)²)."""
-        parts = [v0.unsqueeze(-1)]
-        if v1 is not None:
-            parts.append(v1)
-        if v2 is not None:
-            parts.append(0.5 * torch.einsum("nwab,mab->nwm", v2, self.quadrupole_matrices.to(v2.dtype)))
-        return torch.cat(parts, dim=-1)
+        return stack_features(v0, v1, v2, self.quadrupole_matrices)
 
     def self_potential(
         self,
@@ -303,23 +302,13 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
     ) -> torch.Tensor:
         """Each atom's projection of its own potential, (N, 1 + W, (L+1)²), for kernel widths
         ``widths`` (default: the interaction widths), minus that of ``subtract_widths`` if given."""
-        charges, dipoles, quadrupoles = split_multipoles(multipoles, self.quadrupole_matrices.to(multipoles.dtype))
         widths = self.interaction_widths if widths is None else widths
         radial = self_radial_functions(widths.to(multipoles.dtype), self.radial_order, self.config.coulomb_constant)
         if subtract_widths is not None:
             radial = radial - self_radial_functions(
                 subtract_widths.to(multipoles.dtype), self.radial_order, self.config.coulomb_constant
             )
-        n = multipoles.shape[0]
-        v0, v1, v2 = potential_derivatives(
-            multipoles.new_zeros(n, 3),
-            radial.unsqueeze(0).expand(n, -1, -1),
-            charges,
-            dipoles,
-            quadrupoles,
-            self.config.max_l,
-        )
-        return self._to_features(v0, v1, v2)
+        return self_features(multipoles, radial, self.quadrupole_matrices, self.config.max_l)
 
     def potential(self, geometry: ElectrostaticGeometry, multipoles: torch.Tensor) -> torch.Tensor:
         """Hartree potential projections (N, 1 + W, (L+1)²) of the density with coefficients

@@ -35,6 +35,14 @@ class MeshGeometry(NamedTuple):
     shape: List[int]
 
 
+def detach_mesh(mesh: MeshGeometry) -> MeshGeometry:
+    """The same mesh geometry cut from autograd (for SCF steps that need no derivatives)."""
+    return MeshGeometry(
+        index=mesh.index, weights=mesh.weights.detach(), gradients=mesh.gradients.detach(),
+        kernel=mesh.kernel.detach(), shape=mesh.shape,
+    )
+
+
 def _bspline(order: int, x: torch.Tensor) -> torch.Tensor:
     """Cardinal B-spline M_order(x), support [0, order] (upward recursion from M_2)."""
     shifted = [torch.clamp(1.0 - torch.abs(x - j - 1.0), min=0.0) for j in range(order - 1)]  # M_2(x - j)

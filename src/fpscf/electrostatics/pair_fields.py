@@ -18,6 +18,8 @@ from typing import Optional
 
 import torch
 
+from fpscf.electrostatics.multipoles import split_multipoles
+
 
 def potential_derivatives(
     separation: torch.Tensor,
@@ -69,6 +71,33 @@ def potential_derivatives(
         v2 = v2 - (uR + uR.transpose(-1, -2))[:, None] * B[..., 3, None, None]
         v2 = v2 + quadrupoles[:, None] * B[..., 2, None, None]
     return v0, v1, v2
+
+
+def stack_features(
+    v0: torch.Tensor, v1: Optional[torch.Tensor], v2: Optional[torch.Tensor], quadrupole_matrices: torch.Tensor
+) -> torch.Tensor:
+    """Stack V0 (N, W), V1 (N, W, 3), V2 (N, W, 3, 3) into projections (N, W, (L+1)²): potential,
+    gradient and ``½ M_m : V2`` in e3nn's ``0e + 1o + 2e`` layout."""
+    parts = [v0.unsqueeze(-1)]
+    if v1 is not None:
+        parts.append(v1)
+    if v2 is not None:
+        parts.append(0.5 * torch.einsum("nwab,mab->nwm", v2, quadrupole_matrices.to(v2.dtype)))
+    return torch.cat(parts, dim=-1)
+
+
+def self_features(
+    multipoles: torch.Tensor, radial: torch.Tensor, quadrupole_matrices: torch.Tensor, receiver_max_l: int
+) -> torch.Tensor:
+    """Each atom's projection of its own potential (N, W, (L+1)²), for the R = 0 kernel values
+    ``radial`` (W, n) ``B_n(0)`` (:func:`fpscf.electrostatics.kernels.self_radial_functions`)."""
+    matrices = quadrupole_matrices.to(multipoles.dtype)
+    charges, dipoles, quadrupoles = split_multipoles(multipoles, matrices)
+    n = multipoles.shape[0]
+    v0, v1, v2 = potential_derivatives(
+        multipoles.new_zeros(n, 3), radial.unsqueeze(0).expand(n, -1, -1), charges, dipoles, quadrupoles, receiver_max_l
+    )
+    return stack_features(v0, v1, v2, matrices)
 
 
 def required_radial_order(source_max_l: int, receiver_max_l: int) -> int:

@@ -61,6 +61,22 @@ class ReciprocalGeometry(NamedTuple):
     volume: torch.Tensor
 
 
+def detach_reciprocal(geometry: ReciprocalGeometry) -> ReciprocalGeometry:
+    """The same geometry cut from autograd (for SCF steps that need no derivatives)."""
+    harmonics = geometry.quadrupole_harmonics
+    return ReciprocalGeometry(
+        k=geometry.k.detach(),
+        k2=geometry.k2.detach(),
+        cos=geometry.cos.detach(),
+        sin=geometry.sin.detach(),
+        green=geometry.green.detach(),
+        source_damping=geometry.source_damping.detach(),
+        receiver_damping=geometry.receiver_damping.detach(),
+        quadrupole_harmonics=None if harmonics is None else harmonics.detach(),
+        volume=geometry.volume.detach(),
+    )
+
+
 def prepare_reciprocal(
     positions: torch.Tensor,
     cell: torch.Tensor,

@@ -26,11 +26,24 @@ import torch
 
 from fpscf.electrostatics.applied_field import applied_field_features
 from fpscf.electrostatics.kernels import self_radial_functions, smeared_coulomb_radial_functions
-from fpscf.electrostatics.mesh import MeshGeometry, grid_shape, mesh_potential_features, prepare_mesh, spread
+from fpscf.electrostatics.mesh import (
+    MeshGeometry,
+    detach_mesh,
+    grid_shape,
+    mesh_potential_features,
+    prepare_mesh,
+    spread,
+)
 from fpscf.electrostatics.multipoles import split_multipoles
-from fpscf.electrostatics.pair_fields import potential_derivatives, required_radial_order
+from fpscf.electrostatics.pair_fields import (
+    potential_derivatives,
+    required_radial_order,
+    self_features,
+    stack_features,
+)
 from fpscf.electrostatics.reciprocal import (
     ReciprocalGeometry,
+    detach_reciprocal,
     half_space_miller_indices,
     prepare_reciprocal,
     reciprocal_potential_features,
@@ -129,7 +142,6 @@ class DeployedModel(torch.nn.Module):
     kspace: str
     mesh_spacing: float
     spline_order: int
-    keep_self: List[bool]
     layer_scalar_counts: List[int]
 
     def __init__(
@@ -184,9 +196,6 @@ class DeployedModel(torch.nn.Module):
         self.smearing_width = float(ecfg.smearing_width)
         self.k_cutoff = float(ecfg.k_cutoff)
         self.coulomb_constant = float(ecfg.coulomb_constant)
-        self.keep_self = [bool(ecfg.include_self_interaction)] + [bool(ecfg.include_field_self_interaction)] * len(
-            ecfg.receiver_widths
-        )
         self.layer_scalar_counts = [int(n) for n in model.layer_scalar_counts]
         self.strict_readout = isinstance(model.field_readout, StrictQuadraticFieldEnergyReadout)
         self.kspace = kspace
@@ -207,40 +216,28 @@ class DeployedModel(torch.nn.Module):
         self.register_buffer("receiver_widths", electrostatics.receiver_widths.detach().to(dtype).clone())
         self.register_buffer("interaction_widths", electrostatics.interaction_widths.detach().to(dtype).clone())
         self.register_buffer("quadrupole_matrices", electrostatics.quadrupole_matrices.detach().to(dtype).clone())
+        # self-interaction: R = 0 kernels, and per channel whether an atom's own density is kept
+        self.register_buffer(
+            "self_radial", self_radial_functions(self.interaction_widths, self.radial_order, self.coulomb_constant)
+        )
+        keep = [ecfg.include_self_interaction] + [ecfg.include_field_self_interaction] * len(ecfg.receiver_widths)
+        self.register_buffer("keep_self", torch.tensor([float(flag) for flag in keep], dtype=dtype)[None, :, None])
         norms = [self.feature_norms[:, l : l + 1].expand(-1, 2 * l + 1) for l in range(self.feature_max_l + 1)]
         self.register_buffer("feature_scale", torch.cat(norms, dim=-1).clone())
         self.to(dtype)
 
     # ------------------------------------------------------------------ electrostatics
-    def _to_features(self, v0: torch.Tensor, v1: Optional[torch.Tensor], v2: Optional[torch.Tensor]) -> torch.Tensor:
-        parts = [v0.unsqueeze(-1)]
-        if v1 is not None:
-            parts.append(v1)
-        if v2 is not None:
-            parts.append(0.5 * torch.einsum("nwab,mab->nwm", v2, self.quadrupole_matrices))
-        return torch.cat(parts, dim=-1)
-
-    def _self_potential(self, multipoles: torch.Tensor) -> torch.Tensor:
-        """Each atom's projection of its own potential (n, 1+W, (L+1)²)."""
-        charges, dipoles, quadrupoles = split_multipoles(multipoles, self.quadrupole_matrices)
-        radial = self_radial_functions(self.interaction_widths, self.radial_order, self.coulomb_constant)
-        n = multipoles.shape[0]
-        v0, v1, v2 = potential_derivatives(
-            multipoles.new_zeros(n, 3), radial.unsqueeze(0).expand(n, -1, -1), charges, dipoles, quadrupoles, self.max_l
-        )
-        return self._to_features(v0, v1, v2)
-
     def _self_correction(self, multipoles: torch.Tensor, periodic: bool) -> torch.Tensor:
-        """What to add to the pair (open) or reciprocal (periodic) sum for the self-interaction flags."""
-        keep = torch.tensor(self.keep_self, dtype=multipoles.dtype, device=multipoles.device)[None, :, None]
-        weight = (1.0 - keep) * -1.0 if periodic else keep
-        return self._self_potential(multipoles) * weight
+        """What to add to the pair (open) or reciprocal (periodic) sum for the self-interaction flags:
+        the reciprocal sum contains every atom's own density, the pair sum does not."""
+        weight = self.keep_self - 1.0 if periodic else self.keep_self
+        return self_features(multipoles, self.self_radial, self.quadrupole_matrices, self.max_l) * weight
 
     def _gather_rows(self, rows: torch.Tensor, offset: int, total: int) -> torch.Tensor:
         """Every rank's ``rows`` (n_local, ...) stacked in rank order (total, ...), differentiably."""
         padded = rows.new_zeros([total] + rows.shape[1:])
         padded = padded.index_copy(0, torch.arange(offset, offset + rows.shape[0], device=rows.device), rows)
-        return torch.ops.fpscf.allreduce_sum(padded)
+        return self._global_sum(padded)
 
     def _potential(
         self,
@@ -251,19 +248,19 @@ class DeployedModel(torch.nn.Module):
         mesh = geometry.mesh
         recip = geometry.recip
         if geometry.periodic and mesh is not None:
-            density = torch.ops.fpscf.allreduce_sum(spread(mesh, multipoles))
+            density = self._global_sum(spread(mesh, multipoles))
             features = mesh_potential_features(mesh, density, self.max_l)
         elif geometry.periodic:
             assert recip is not None
             real, imag = structure_factor(recip, multipoles)
-            summed = torch.ops.fpscf.allreduce_sum(torch.stack([real, imag]))
+            summed = self._global_sum(torch.stack([real, imag]))
             features = reciprocal_potential_features(recip, summed[0], summed[1], self.max_l)
         else:
             receiver_rows, sources, separation, radial = geometry.pairs
             gathered = self._gather_rows(multipoles, geometry.offset, geometry.total)[sources]
             charges, dipoles, quadrupoles = split_multipoles(gathered, self.quadrupole_matrices)
             v0, v1, v2 = potential_derivatives(separation, radial, charges, dipoles, quadrupoles, self.max_l)
-            pair_features = self._to_features(v0, v1, v2)
+            pair_features = stack_features(v0, v1, v2, self.quadrupole_matrices)
             features = pair_features.new_zeros([multipoles.shape[0]] + pair_features.shape[1:])
             features = features.index_add(0, receiver_rows, pair_features)
         return features + self._self_correction(multipoles, geometry.periodic)
@@ -276,10 +273,13 @@ class DeployedModel(torch.nn.Module):
         nodes: NodeContext,
     ) -> torch.Tensor:
         """G(p, μ) from the potential features ``base`` (n, W, (L_f+1)²) and μ (1,) V."""
+        return nodes.local + self.update(nodes.scalars, nodes.feats, self._update_features(base, mu), nodes.no_edges)
+
+    def _update_features(self, base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """What the update and readout read: ``base`` with μ added to the l = 0 potentials, normalised."""
         shift = torch.zeros_like(base)
         shift[:, :, 0] = mu
-        features = (base + shift) / self.feature_scale
-        return nodes.local + self.update(nodes.scalars, nodes.feats, features, nodes.no_edges)
+        return (base + shift) / self.feature_scale
 
     def _base_features(
         self,
@@ -292,7 +292,12 @@ class DeployedModel(torch.nn.Module):
         return hartree, hartree[:, 1:, :size_f] + external[:, :, :size_f]
 
     def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum over MPI ranks (its derivative is the same sum)."""
         return torch.ops.fpscf.allreduce_sum(value)
+
+    def _or_zeros(self, gradient: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        """An autograd result, or zeros shaped like its input when it did not depend on it."""
+        return gradient if gradient is not None else torch.zeros_like(like)
 
     def _solve_mu(
         self,
@@ -304,10 +309,7 @@ class DeployedModel(torch.nn.Module):
         for _ in range(self.fermi_newton_steps):
             mu_var = mu.detach().requires_grad_(True)
             q = self._response(base, mu_var, nodes)[:, 0].sum()
-            grads = torch.autograd.grad([q], [mu_var], allow_unused=True)
-            slope_local = grads[0]
-            if slope_local is None:
-                slope_local = torch.zeros_like(mu)
+            slope_local = self._or_zeros(torch.autograd.grad([q], [mu_var], allow_unused=True)[0], mu)
             both = self._global_sum(torch.cat([q.detach().reshape(1), slope_local.detach().reshape(1)]))
             mu = (mu - (both[0] - self.total_charge) / both[1]).detach()
         return mu
@@ -413,12 +415,8 @@ class DeployedModel(torch.nn.Module):
         cotangent[:, 0] = cotangent[:, 0] - lam_mu / slope
         cotangents: List[Optional[torch.Tensor]] = [cotangent]
         grads = torch.autograd.grad([g_map], [p_var, mu_var], cotangents, retain_graph=True, allow_unused=True)
-        jp = grads[0]
-        jmu = grads[1]
-        if jp is None:
-            jp = torch.zeros_like(p_var)
-        if jmu is None:
-            jmu = torch.zeros_like(mu_var)
+        jp = self._or_zeros(grads[0], p_var)
+        jmu = self._or_zeros(grads[1], mu_var)
         jmu_total = self._global_sum(jmu.reshape(1))[0] + lam_mu
         return v - torch.cat([jp.reshape(-1), jmu_total.reshape(1)])
 
@@ -438,11 +436,9 @@ class DeployedModel(torch.nn.Module):
         if b_norm == 0.0:
             return torch.zeros_like(rhs), 0
         used = 0
-        history: List[float] = []
         while used < self.linear_max_iterations:
             r = rhs - self._adjoint_operator(x, g_map, p_var, mu_var, slope)
             beta = float(torch.sqrt(self._dot(r, r)))
-            history.append(beta / b_norm)
             if beta / b_norm < self.linear_rtol:
                 return x, used
             basis: List[torch.Tensor] = [r / beta]
@@ -538,14 +534,6 @@ class DeployedModel(torch.nn.Module):
         local = torch.nn.functional.pad(local, [0, self.num_coefficients - local.shape[1]])
 
         external = applied_field_features(owned, applied.expand(n_local, 3), self.max_l)
-        info = torch.ops.fpscf.world_info(positions)
-        rank = int(info[0])
-        size = int(info[1])
-        counts = positions.new_zeros(size)
-        counts[rank] = float(n_local)
-        counts = self._global_sum(counts)
-        offset = int(counts[:rank].sum())
-        total = int(counts.sum())
 
         recip: Optional[ReciprocalGeometry] = None
         recip_detached: Optional[ReciprocalGeometry] = None
@@ -555,23 +543,26 @@ class DeployedModel(torch.nn.Module):
         empty_pairs = (no_index, no_index, positions.new_zeros(0, 3), positions.new_zeros(0, 1, 1))
         pairs = empty_pairs
         pairs_detached = empty_pairs
+        offset, total = 0, n_local  # this rank's rows among all ranks' atoms (open boundaries only)
         if periodic and self.kspace == "pme":
             shape = grid_shape(box.detach(), self.mesh_spacing)
             mesh = prepare_mesh(owned, box, shape, self.spline_order, self.interaction_widths, self.coulomb_constant)
-            mesh_detached = prepare_mesh(
-                owned.detach(), box.detach(), shape, self.spline_order, self.interaction_widths, self.coulomb_constant
-            )
+            mesh_detached = detach_mesh(mesh)
         elif periodic:
             miller = half_space_miller_indices(box.detach(), self.k_cutoff)
             recip = prepare_reciprocal(
                 owned, box, miller, self.smearing_width, self.receiver_widths,
                 self.quadrupole_matrices if self.max_l >= 2 else None, self.coulomb_constant,
             )
-            recip_detached = prepare_reciprocal(
-                owned.detach(), box.detach(), miller, self.smearing_width, self.receiver_widths,
-                self.quadrupole_matrices if self.max_l >= 2 else None, self.coulomb_constant,
-            )
+            recip_detached = detach_reciprocal(recip)
         else:
+            info = torch.ops.fpscf.world_info(positions)
+            rank = int(info[0])
+            counts = positions.new_zeros(int(info[1]))
+            counts[rank] = float(n_local)
+            counts = self._global_sum(counts)
+            offset = int(counts[:rank].sum())
+            total = int(counts.sum())
             everyone = self._gather_rows(owned, offset, total)
             # all pairs (receiver i owned here, source j anywhere, j != i), receiver-major
             own_index = torch.arange(offset, offset + n_local, device=device)
@@ -626,9 +617,7 @@ class DeployedModel(torch.nn.Module):
             response, bias = self.update.embedding.response(node_scalars)
             e_readout = self.field_readout(p_var, local, response, bias, self.feature_norms)
         else:
-            shift = torch.zeros_like(base)
-            shift[:, :, 0] = mu_var
-            e_readout = self.field_readout(node_scalars, p_var, local, (base + shift) / self.feature_scale, model_edges)
+            e_readout = self.field_readout(node_scalars, p_var, local, self._update_features(base, mu_var), model_edges)
         atomic_energies = (
             self.atomic_energies[own_species] + self.local_energy(node_scalars).squeeze(-1) + e_readout + e_hartree + e_field
         )
@@ -636,12 +625,8 @@ class DeployedModel(torch.nn.Module):
 
         # adjoint λ of the augmented map, then one backward pass of E + λ·F at fixed (p*, μ*)
         grads = torch.autograd.grad([energy], [p_var, mu_var], retain_graph=True, allow_unused=True)
-        g_p = grads[0]
-        g_mu = grads[1]
-        if g_p is None:
-            g_p = torch.zeros_like(p_var)
-        if g_mu is None:
-            g_mu = torch.zeros_like(mu_var)
+        g_p = self._or_zeros(grads[0], p_var)
+        g_mu = self._or_zeros(grads[1], mu_var)
         g_mu_total = self._global_sum(g_mu.reshape(1))
         # the adjoint's products need ∂G/∂(p, μ) only: a graph of G in which nothing else requires
         # grad (cheap vector-Jacobian products; the geometry's derivatives are not recomputed)
@@ -650,9 +635,7 @@ class DeployedModel(torch.nn.Module):
         _, base_adj = self._base_features(p_adj, external.detach(), fixed_geometry)
         g_adj = self._response(base_adj, mu_adj, fixed_nodes)
         slope_grads = torch.autograd.grad([g_adj[:, 0].sum()], [mu_adj], retain_graph=True, allow_unused=True)
-        slope_local = slope_grads[0]
-        if slope_local is None:
-            slope_local = torch.zeros_like(mu_adj)
+        slope_local = self._or_zeros(slope_grads[0], mu_adj)
         slope = self._global_sum(slope_local.detach().reshape(1))[0]
         rhs = torch.cat([g_p.detach().reshape(-1), g_mu_total.detach()])
         lam, linear_steps = self._gmres(rhs, g_adj, p_adj, mu_adj, slope, torch.cat([lam_p0.reshape(-1), lam_mu0]))
@@ -661,18 +644,10 @@ class DeployedModel(torch.nn.Module):
         lam_p[:, 0] = lam_p[:, 0] - lam[-1] / slope
         lagrangian = energy + (lam_p * g_map).sum()
         leaf_grads = torch.autograd.grad([lagrangian], [vectors, owned, box, applied], allow_unused=True)
-        g_vec = leaf_grads[0]
-        g_own = leaf_grads[1]
-        g_box = leaf_grads[2]
-        g_field = leaf_grads[3]
-        if g_field is None:
-            g_field = torch.zeros_like(applied)
-        if g_vec is None:
-            g_vec = torch.zeros_like(vectors)
-        if g_own is None:
-            g_own = torch.zeros_like(owned)
-        if g_box is None:
-            g_box = torch.zeros_like(box)
+        g_vec = self._or_zeros(leaf_grads[0], vectors)
+        g_own = self._or_zeros(leaf_grads[1], owned)
+        g_box = self._or_zeros(leaf_grads[2], box)
+        g_field = self._or_zeros(leaf_grads[3], applied)
 
         # forces: vector_e = x_receiver - x_sender
         forces = positions.new_zeros(n_all, 3)

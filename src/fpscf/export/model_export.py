@@ -43,10 +43,10 @@ def export_model(
     spline_order as in :func:`fpscf.export.deploy`. Returns the written path.
     """
     from fpscf import __version__
-    from fpscf.calculators.fixed_point import FixedPointCalculator
+    from fpscf.models import resolve_model
 
     source = model if isinstance(model, (str, os.PathLike)) else None
-    loaded = FixedPointCalculator._load(model)
+    loaded = resolve_model(model)
     settings = SCFSettings(tolerance=scf_tolerance, max_steps=max_scf_steps, mixing_parameter=mixing_parameter)
     module = deploy(loaded, settings, total_charge, kspace, mesh_spacing, spline_order)
     header = {

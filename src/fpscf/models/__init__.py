@@ -8,8 +8,10 @@ named instead of a path (``FixedPointCalculator(model="water-b3lyp")``). Each mo
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 #: Shipped model names → file stem in this directory.
 SHIPPED_MODELS: dict[str, str] = {"water-b3lyp": "water_b3lyp"}
@@ -44,4 +46,31 @@ def training_config_path(name: str = DEFAULT_MODEL) -> Path:
     return _file(name, ".yaml")
 
 
-__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "model_card", "shipped_model_path", "training_config_path"]
+def resolve_model(model: Any = None) -> Any:
+    """A FixedPointModel from a model object, a ``.fpscf`` path, a shipped model name, or None
+    (:data:`DEFAULT_MODEL`). A path that exists wins over a shipped name."""
+    from fpscf.model import FixedPointModel
+    from fpscf.model_io import load_model
+
+    if isinstance(model, FixedPointModel):
+        return model
+    if model is None:
+        return load_model(shipped_model_path(DEFAULT_MODEL))
+    if isinstance(model, str) and model in SHIPPED_MODELS and not os.path.exists(model):
+        return load_model(shipped_model_path(model))
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)
+    raise TypeError(
+        f"model must be a FixedPointModel, a path to a model file or a shipped model name "
+        f"{sorted(SHIPPED_MODELS)}, got {type(model).__name__}"
+    )
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "SHIPPED_MODELS",
+    "model_card",
+    "resolve_model",
+    "shipped_model_path",
+    "training_config_path",
+]
