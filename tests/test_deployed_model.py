@@ -181,6 +181,41 @@ def test_particle_mesh_options_are_checked():
         deploy(small, kspace="fft")
     with pytest.raises(ExportError, match="spline_order must be"):
         deploy(small, kspace="pme", spline_order=5)
+    with pytest.raises(ExportError, match="mesh_spacing must be > 0"):
+        deploy(small, kspace="pme", mesh_spacing=0.0)
+
+
+def test_particle_mesh_forces_stress_and_dipole_are_derivatives_of_its_energy(model):
+    """The mesh energy is an approximation of the direct sum; its forces, stress and dipole must
+    still be its exact derivatives (central differences of converged energies)."""
+    mesh = deploy(model, SCFSettings(tolerance=1e-11), kspace="pme")
+    atoms = structure(periodic=True)
+    reference = evaluate_atoms(mesh, atoms, FIELD)
+
+    def energy(positions=None, strain=None, field=FIELD) -> float:
+        moved = atoms.copy()
+        if positions is not None:
+            moved.positions = positions
+        if strain is not None:
+            moved.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+        return float(evaluate_atoms(mesh, moved, field)["energy"])
+
+    h = 1e-4
+    for atom, k in [(0, 0), (4, 2)]:
+        step = np.zeros_like(atoms.positions)
+        step[atom, k] = h
+        numeric = -(energy(atoms.positions + step) - energy(atoms.positions - step)) / (2 * h)
+        assert abs(numeric - reference["forces"][atom, k]) < 1e-5
+    for voigt, (a, b) in [(0, (0, 0)), (5, (0, 1))]:
+        strain = np.zeros((3, 3))
+        strain[a, b] = strain[b, a] = h
+        numeric = (energy(strain=strain) - energy(strain=-strain)) / (2 * h) / atoms.get_volume()
+        assert abs(numeric / (1 if a == b else 2) - reference["stress"][voigt]) < 1e-6
+    for k in range(3):
+        step = np.zeros(3)
+        step[k] = h
+        numeric = -(energy(field=np.add(FIELD, step)) - energy(field=np.subtract(FIELD, step))) / (2 * h)
+        assert abs(numeric - reference["dipole"][k]) < 1e-5
 
 
 def test_shipped_model_exports(tmp_path):
