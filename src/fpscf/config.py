@@ -10,6 +10,8 @@ from fpscf.scf.readouts import READOUT_TYPES
 from fpscf.scf.updates import EMBEDDING_TYPES, NONLINEARITY_TYPES, UPDATE_TYPES
 
 PBC_METHODS = ("realspace", "pbc", "slab", "auto")
+#: Magnetic channel: no moments, collinear scalar moments (0e) or non-collinear axial vectors (1e).
+MAGNETIC_MOMENT_TYPES = ("none", "collinear", "noncollinear")
 
 
 def _default_update() -> dict[str, str]:
@@ -53,6 +55,8 @@ class ModelConfig:
     atom_density_scaling: Any = None
     field_readout_config: dict = field(default_factory=lambda: {"type": "StrictQuadraticFieldEnergyReadout"})
     atomic_energies: Any = None
+    magnetic_moments: str = "none"
+    spin_on_embedding: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +67,10 @@ class ModelConfig:
         if self.electrostatic_pbc_method not in PBC_METHODS:
             raise ValueError(
                 f"electrostatic_pbc_method={self.electrostatic_pbc_method!r} is not valid; choose one of {PBC_METHODS}"
+            )
+        if self.magnetic_moments not in MAGNETIC_MOMENT_TYPES:
+            raise ValueError(
+                f"magnetic_moments={self.magnetic_moments!r} is not valid; choose one of {MAGNETIC_MOMENT_TYPES}"
             )
         _check_choice("fixedpoint_update_config", self.fixedpoint_update_config, {
             "type": UPDATE_TYPES, "potential_embedding_cls": EMBEDDING_TYPES, "nonlinearity_cls": NONLINEARITY_TYPES,

@@ -26,7 +26,9 @@ from fpscf.electrostatics.multipoles import multipole_irreps, num_multipole_coef
 from fpscf.nn import MLP, EncoderConfig, default_dtype, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
 from fpscf.scf.implicit import implicit_fixed_point
 from fpscf.scf.krylov import LinearSolveSettings
+from fpscf.scf.magnetic import MagneticChannel, magnetic_energy, magnetic_forces
 from fpscf.tensor_tree import split_differentiable
+from fpscf.units import BOHR_MAGNETON
 from fpscf.scf.readouts import (
     ManyBodyChargesReadout,
     NullFieldReadout,
@@ -93,7 +95,8 @@ class FixedPointModel(torch.nn.Module):
         # Invariant channels of each interaction layer's output (plain ints: also valid once the
         # encoder is compiled with TorchScript, which drops its Irreps attributes).
         self.layer_scalar_counts = [int(ir.count("0e")) for ir in self.encoder.irreps_out]
-        self.num_scalars = sum(self.layer_scalar_counts)
+        # spin_on_embedding: the structure's spin_on flag (0/1) is one more invariant of every atom.
+        self.num_scalars = sum(self.layer_scalar_counts) + int(config.spin_on_embedding)
         lmax = config.atomic_multipoles_max_l
         self.num_coefficients = num_multipole_coefficients(lmax)
         self.local_l = min(lmax, config.max_L)
@@ -154,6 +157,12 @@ class FixedPointModel(torch.nn.Module):
             )
         else:
             self.update = OneBodyVariableUpdate(embedding, nonlinearity)
+
+        self.magnetic = (
+            MagneticChannel(config.magnetic_moments, self.num_scalars, node_irreps, config.num_bessel)
+            if config.magnetic_moments != "none"
+            else None
+        )
 
         readout_type = config.field_readout_config.get("type", "StrictQuadraticFieldEnergyReadout")
         self.readout_uses_edges = readout_type.startswith("ManyBody")
@@ -244,6 +253,9 @@ class FixedPointModel(torch.nn.Module):
         compute_forces: bool = False,
         compute_stress: bool = False,
         compute_dipole: bool = False,
+        compute_magnetic_moment: bool = False,
+        compute_magnetic_forces: bool = False,
+        fix_moments: bool | torch.Tensor = False,
         create_graph: bool = False,
         self_consistent: bool = True,
         mode: str = "implicit",
@@ -254,6 +266,12 @@ class FixedPointModel(torch.nn.Module):
         and stress ``−W/Ω`` (B,3,3) eV/Å³ (ASE sign; NaN without a cell volume), and the dipole
         ``D = −∂E/∂ε`` (B,3) e·Å (exact, through the fixed point; equal to the
         density dipole for a variational model, see StrictQuadraticFieldEnergyReadout).
+
+        Models with magnetic moments (``magnetic_moments``) also return ``magmoms`` (N,3) or (N,)
+        μ_B, self-consistent in the magnetic field ``graph.magnetic_field`` (B,3) T from
+        ``graph.initial_magmoms`` (:mod:`fpscf.scf.magnetic`); ``fix_moments`` (bool or (B,) bool)
+        holds them at the initial moments instead (constrained moments). On request the magnetic
+        moment ``M = −(1/μ_B) ∂E/∂B`` (B,3) μ_B and the magnetic forces ``−∂E/∂m_i`` eV/μ_B.
 
         ``differentiable_inputs`` holds the positions (N,3), strain (B,3,3) and field (B,3) tensors the
         energy was built from; with ``create_graph=True`` the outputs can be differentiated again
@@ -292,7 +310,11 @@ class FixedPointModel(torch.nn.Module):
         edge_sh, edge_radial = self.encoder.edge_embedding(vectors)
         layers = self.encoder.forward_embedded(species, edge_sh, edge_radial, graph.edge_index)
         node_feats = layers[-1]
-        node_scalars = torch.cat([x[:, :count] for x, count in zip(layers, self.layer_scalar_counts)], dim=-1)
+        scalar_parts = [x[:, :count] for x, count in zip(layers, self.layer_scalar_counts)]
+        spin_on = graph.spin_on if graph.spin_on is not None else torch.ones_like(graph.total_charge, dtype=torch.bool)
+        if self.config.spin_on_embedding:
+            scalar_parts.append(spin_on[batch].to(positions.dtype)[:, None])
+        node_scalars = torch.cat(scalar_parts, dim=-1)
         update_edges = (edge_sh, edge_radial, graph.edge_index)
         readout_edges = (edge_radial, graph.edge_index)
 
@@ -408,6 +430,20 @@ class FixedPointModel(torch.nn.Module):
             + e_hartree
             + e_field
         )
+        magnetic_input = graph.magnetic_field.to(positions.dtype)
+        if compute_magnetic_moment:
+            magnetic_input = magnetic_input.detach().requires_grad_(True)
+        magnetic_out: dict[str, Any] = {}
+        if self.magnetic is not None:
+            node_energy, magnetic_out = self._magnetic(
+                graph, node_energy, node_scalars, node_feats, edge_radial, vectors, base, magnetic_input,
+                spin_on, fix_moments, settings, compute_magnetic_forces, create_graph,
+            )
+        elif compute_magnetic_moment or compute_magnetic_forces:
+            raise ValueError(
+                "this model has no magnetic moments (magnetic_moments: none); build or train one with "
+                "magnetic_moments: collinear or noncollinear to get magnetic moments and magnetic forces"
+            )
         energy = node_energy.new_zeros(n_graphs).index_add(0, batch, node_energy)
         out: dict[str, Any] = {
             "energy": energy,
@@ -425,6 +461,7 @@ class FixedPointModel(torch.nn.Module):
             "esps": base[:, min(range(len(self.config.field_feature_widths)), key=lambda k: self.config.field_feature_widths[k]), 0],
             # G(p, μ) of this geometry, (N, K), (B,) -> (N, K): for tests and linear-response solves.
             "scf_map": lambda p, mu: response(base_features(p)[1], mu),
+            **magnetic_out,
         }
         wrt = []
         if compute_forces:
@@ -433,8 +470,14 @@ class FixedPointModel(torch.nn.Module):
             wrt.append(strain)
         if compute_dipole:
             wrt.append(field_input)
+        if compute_magnetic_moment:
+            wrt.append(magnetic_input)
         if wrt:
             grads = torch.autograd.grad(energy.sum(), wrt, create_graph=create_graph, allow_unused=True)
+            if compute_magnetic_moment:
+                g = grads[-1]
+                out["magnetic_moment"] = (-g if g is not None else torch.zeros_like(magnetic_input)) / BOHR_MAGNETON
+                grads = grads[:-1]
             if compute_dipole:
                 g = grads[-1]
                 out["dipole"] = -g if g is not None else torch.zeros_like(field_input)
@@ -449,8 +492,53 @@ class FixedPointModel(torch.nn.Module):
                 has_volume = (volume > 1e-12)[:, None, None]
                 stress = g / torch.where(has_volume, volume[:, None, None], torch.ones_like(volume)[:, None, None])
                 out["stress"] = torch.where(has_volume, stress, torch.full_like(stress, torch.nan))
-        out["differentiable_inputs"] = {"positions": graph_positions, "strain": strain, "field": field_input}
+        out["differentiable_inputs"] = {
+            "positions": graph_positions, "strain": strain, "field": field_input, "magnetic_field": magnetic_input,
+        }
         return out
+
+    def _magnetic(
+        self, graph: AtomicGraph, node_energy: torch.Tensor, node_scalars: torch.Tensor, node_feats: torch.Tensor,
+        edge_radial: torch.Tensor, vectors: torch.Tensor, base: torch.Tensor, magnetic_field: torch.Tensor,
+        spin_on: torch.Tensor, fix_moments: bool | torch.Tensor, settings: SCFSettings,
+        compute_magnetic_forces: bool, create_graph: bool,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Node energies with the magnetic energy of the self-consistent moments added, and the
+        magnetic outputs (``magmoms``, moment SCF steps and history, magnetic forces)."""
+        assert self.magnetic is not None
+        batch, n_atoms = graph.batch, graph.num_atoms
+        fixed = torch.as_tensor(fix_moments, dtype=torch.bool, device=batch.device).expand(graph.num_graphs)
+        if bool(fixed.any()) and graph.initial_magmoms is None:
+            raise ValueError(
+                "fix_moments holds the moments at graph.initial_magmoms, but this structure has none; set "
+                "atoms.set_initial_magnetic_moments(...) (or arrays['initial_noncollinear_magmoms'])"
+            )
+        # Local electric field F = −∇φ (V/Å) of the density and ε at the narrowest receiver.
+        widths = self.config.field_feature_widths
+        narrowest = min(range(len(widths)), key=lambda k: widths[k])
+        if base.shape[-1] >= 4:
+            local_field = -base[:, narrowest, 1:4]
+        else:
+            local_field = base.new_zeros(n_atoms, 3)
+        terms = self.magnetic.terms(
+            node_scalars, node_feats, edge_radial, vectors, graph.edge_index, local_field, magnetic_field, batch
+        )
+        initial = None if graph.initial_magmoms is None else graph.initial_magmoms.to(node_energy.dtype)
+        start = self.magnetic.starting_moments(initial, magnetic_field.detach(), batch, n_atoms)
+        magnetic = spin_on[batch]
+        start = torch.where(magnetic[:, None], start, torch.zeros_like(start))
+        active = magnetic & ~fixed[batch]
+        linear_solve = LinearSolveSettings.for_dtype(node_energy.dtype, on_failure=settings.on_failure)
+        moments, result = self.magnetic.solve(terms, start, active, settings, linear_solve)
+        out: dict[str, Any] = {
+            "magmoms": moments[:, 0] if self.magnetic.kind == "collinear" else moments,
+            "moment_scf_steps": result.steps,
+            "moment_residual_history": result.residual_history,
+        }
+        if compute_magnetic_forces:
+            forces = magnetic_forces(moments, terms, create_graph)
+            out["magnetic_forces"] = forces[:, 0] if self.magnetic.kind == "collinear" else forces
+        return node_energy + magnetic_energy(moments, terms), out
 
     def _attach_implicit(
         self,

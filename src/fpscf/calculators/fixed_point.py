@@ -30,9 +30,16 @@ RESPONSE_NEEDED = {
     "virials": "virials",
     "stresses": "virials",
     "hessian": "hessian",
+    "magnetic_susceptibility": "magnetic_susceptibility",
+    "magnetoelectric_tensor": "magnetoelectric_tensor",
 }
+MAGNETIC_PROPERTIES = (
+    "magmom", "magmoms", "magnetic_moment", "magnetic_forces", "magnetic_susceptibility", "magnetoelectric_tensor",
+)
 # atoms.info keys that are inputs of the model (a change means a new calculation).
-INFO_INPUTS = ("external_field", "total_charge", "magnetic_field", "fermi_level")
+INFO_INPUTS = ("external_field", "total_charge", "magnetic_field", "fermi_level", "spin_on")
+# atoms.arrays keys that are inputs of the model (ASE itself compares ``initial_magmoms``).
+ARRAY_INPUTS = ("initial_noncollinear_magmoms",)
 PERIODIC_ONLY = ("stress", "stresses", "dielectric_tensor", "polarization", "polarization_quantum")
 
 
@@ -68,6 +75,22 @@ class FixedPointCalculator(Calculator):
     - ``virials`` W_I = −∂E_I/∂η (N,3,3) eV, summing to the global virial −stress·Ω; ``stresses``
       −W_I/Ω in ASE's Voigt order (N,6) eV/Å³, summing to ``stress`` (periodic cells only)
 
+    Models with magnetic moments (``magnetic_moments: collinear | noncollinear``) run a second
+    self-consistent loop for the moments in the magnetic field B (T): ``magnetic_field=`` or
+    ``atoms.info['magnetic_field']`` (an axial vector), starting from the initial moments
+    (``atoms.set_initial_magnetic_moments``, (N,) collinear or (N,3), or
+    ``atoms.arrays['initial_noncollinear_magmoms']``; default 1 μ_B along B) or, with
+    ``fix_moments=True``, held at them (constrained moments). ``atoms.info['spin_on'] = False``
+    marks a non-magnetic structure (moments zero). Properties:
+
+    - ``magmoms`` (N,) collinear (along n̂ = B/|B|, ẑ without a field) or (N,3) μ_B; ``magmom`` their
+      sum (a number for collinear, as in ASE, a vector for non-collinear moments)
+    - ``magnetic_moment`` M = −(1/μ_B) ∂E/∂B (3,) μ_B (with the Zeeman energy −μ_B B·Σm)
+    - ``magnetic_forces`` −∂E/∂m_i eV/μ_B (zero to the SCF tolerance for relaxed moments; the
+      constraining field for fixed ones)
+    - ``magnetic_susceptibility`` −∂²E/∂B∂B (3,3) eV/T² and ``magnetoelectric_tensor``
+      −∂²E/∂ε_a∂B_b = ∂D_a/∂B_b (3,3) e·Å/T
+
     Ask for several at once with :meth:`get_properties` (or ``calculate(atoms, [...])``) to share
     one SCF and one set of derivative passes.
     """
@@ -76,7 +99,7 @@ class FixedPointCalculator(Calculator):
         "energy", "free_energy", "forces", "stress", "energies", "dipole", "charges",
         "atomic_multipoles", "fermi_level", "polarizability", "dielectric_tensor", "polarization",
         "polarization_quantum", "born_effective_charges", "raman_tensors", "virials", "stresses",
-        "hessian",
+        "hessian", *MAGNETIC_PROPERTIES,
     ]
     default_parameters: dict[str, Any] = {}
 
@@ -86,6 +109,8 @@ class FixedPointCalculator(Calculator):
         device: str = "cpu",
         default_dtype: str = "float64",
         electric_field: Any = None,
+        magnetic_field: Any = None,
+        fix_moments: bool = False,
         total_charge: float | None = None,
         constant_charge: bool = True,
         fermi_level: float | None = None,
@@ -108,6 +133,12 @@ class FixedPointCalculator(Calculator):
         self.electric_field = np.zeros(3) if electric_field is None else np.asarray(electric_field, float)
         if self.electric_field.shape != (3,):
             raise ValueError(f"electric_field must be 3 numbers (V/Å), got {electric_field!r}")
+        self.magnetic_field = np.zeros(3) if magnetic_field is None else np.asarray(magnetic_field, float)
+        if self.magnetic_field.shape != (3,) or not np.all(np.isfinite(self.magnetic_field)):
+            raise ValueError(f"magnetic_field must be 3 finite numbers (T), got {magnetic_field!r}")
+        if not isinstance(fix_moments, bool):
+            raise TypeError(f"fix_moments must be True or False, got {fix_moments!r}")
+        self.fix_moments = fix_moments
         self.total_charge = total_charge
         self.constant_charge = constant_charge
         self.fixed_fermi_level = fermi_level
@@ -134,6 +165,12 @@ class FixedPointCalculator(Calculator):
                 a, b = old.get(key), new.get(key)
                 if (a is None) != (b is None) or (a is not None and not np.array_equal(np.asarray(a), np.asarray(b))):
                     changes.append("info")
+                    break
+        if self.atoms is not None and "arrays" not in changes:
+            for key in ARRAY_INPUTS:
+                a, b = self.atoms.arrays.get(key), atoms.arrays.get(key)
+                if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                    changes.append("arrays")
                     break
         return changes
 
@@ -165,8 +202,16 @@ class FixedPointCalculator(Calculator):
                     f"{name!r} is defined for periodic cells only (atoms.pbc is {atoms.pbc.tolist()}); "
                     "for a molecule use 'dipole', 'polarizability' or 'virials'"
                 )
+        magnetic = getattr(self.model, "magnetic", None) is not None
+        for name in properties:
+            if name in MAGNETIC_PROPERTIES and not magnetic:
+                raise ValueError(
+                    f"{name!r} needs a model with magnetic moments (magnetic_moments: collinear or noncollinear); "
+                    "this model has none"
+                )
         info = dict(atoms.info)
         info.setdefault("external_field", self.electric_field.tolist())
+        info.setdefault("magnetic_field", self.magnetic_field.tolist())
         if self.total_charge is not None:
             info.setdefault("total_charge", float(self.total_charge))
         probe = atoms.copy()
@@ -193,6 +238,7 @@ class FixedPointCalculator(Calculator):
             initial_multipoles=initial_p,
             initial_fermi_level=initial_mu,
             settings=self.settings,
+            **({"fix_moments": self.fix_moments} if magnetic else {}),
         )
         self._warm = (key, out["multipoles"].detach(), out["fermi_level"].detach())
         self.results = {**previous, **self._results(out, graph, atoms, periodic)}
@@ -234,6 +280,16 @@ class FixedPointCalculator(Calculator):
             if self.acoustic_sum_rule:
                 raman = raman - raman.mean(dim=0, keepdim=True)
             results["raman_tensors"] = to_np(raman)
+        if "magmoms" in out:
+            magmoms = to_np(out["magmoms"])
+            results["magmoms"] = magmoms
+            results["magmom"] = float(magmoms.sum()) if magmoms.ndim == 1 else magmoms.sum(axis=0)
+            results["magnetic_moment"] = to_np(out["magnetic_moment"][0])
+            results["magnetic_forces"] = to_np(out["magnetic_forces"])
+            results["moment_scf_steps"] = int(out["moment_scf_steps"])
+        for name in ("magnetic_susceptibility", "magnetoelectric_tensor"):
+            if name in out:
+                results[name] = to_np(out[name][0])
         if "hessian" in out:
             results["hessian"] = to_np(out["hessian"])
         if "virials" in out:

@@ -10,6 +10,10 @@ are exact at any order (no finite differences, no truncated unroll):
 - ``raman_tensors`` R_{I,c,ab} = ∂α_ab/∂R_{I,c} (N,3,3,3) e·Å/V
 - ``hessian`` H_{Ib,Jc} = ∂²E/∂R_{I,b}∂R_{J,c} = −∂F_{I,b}/∂R_{J,c} (3N,3N) eV/Å², row and column
   index 3I + b (one backward pass of the forces per row; not symmetrised: H − Hᵀ is the solver error)
+- ``magnetic_moment`` M = −(1/μ_B) ∂E/∂B (B,3) μ_B and ``magnetic_forces`` −∂E/∂m_i (N,3) or (N,)
+  eV/μ_B, always formed for models with magnetic moments
+- ``magnetic_susceptibility`` χ_ab = −∂²E/∂B_a∂B_b = μ_B ∂M_b/∂B_a (B,3,3) eV/T²
+- ``magnetoelectric_tensor`` −∂²E/∂ε_a∂B_b = ∂D_a/∂B_b = μ_B ∂M_b/∂ε_a (B,3,3) e·Å/T
 - ``virials`` W_I = −∂E_I/∂η (N,3,3) eV, the change of atom I's energy under a homogeneous
   deformation of the whole system (all atoms and the cell move, the SCF density responds). They sum
   to the global virial ``W = −∂E/∂η = −stress·Ω``. For a pair potential this is LAMMPS' and ASE's
@@ -28,10 +32,14 @@ from typing import Any, Iterable
 import torch
 
 from fpscf.data.graph import AtomicGraph
-from fpscf.units import VACUUM_PERMITTIVITY
+from fpscf.units import BOHR_MAGNETON, VACUUM_PERMITTIVITY
 
-RESPONSE_PROPERTIES = ("polarizability", "born_effective_charges", "raman_tensors", "virials", "hessian")
+RESPONSE_PROPERTIES = (
+    "polarizability", "born_effective_charges", "raman_tensors", "virials", "hessian",
+    "magnetic_susceptibility", "magnetoelectric_tensor",
+)
 FIELD_RESPONSE = ("polarizability", "born_effective_charges", "raman_tensors")
+MAGNETIC_RESPONSE = ("magnetic_susceptibility", "magnetoelectric_tensor")
 
 
 def evaluate_response(
@@ -52,12 +60,21 @@ def evaluate_response(
         raise ValueError(f"unknown response properties {sorted(unknown)}; choose from {list(RESPONSE_PROPERTIES)}")
     field_order = 3 if "raman_tensors" in wanted else 2 if wanted & set(FIELD_RESPONSE) else 1
     per_atom_virials = "virials" in wanted
+    magnetic = getattr(model, "magnetic", None) is not None
+    magnetic_response = wanted & set(MAGNETIC_RESPONSE)
+    if magnetic_response and not magnetic:
+        raise ValueError(
+            f"{sorted(magnetic_response)} need a model with magnetic moments (magnetic_moments: collinear or "
+            "noncollinear); this one has none"
+        )
     out = model(
         graph,
         compute_forces=True,
         compute_stress=True,
         compute_dipole=True,
-        create_graph=field_order > 1 or per_atom_virials or "hessian" in wanted,
+        compute_magnetic_moment=magnetic,
+        compute_magnetic_forces=magnetic,
+        create_graph=field_order > 1 or per_atom_virials or "hessian" in wanted or bool(magnetic_response),
         **model_kwargs,
     )
     inputs = out["differentiable_inputs"]
@@ -68,6 +85,13 @@ def evaluate_response(
         out["polarizability"] = alpha
         if raman is not None:
             out["raman_tensors"] = raman
+    if magnetic_response:
+        chi, magnetoelectric = magnetic_derivatives(
+            out["magnetic_moment"], inputs["magnetic_field"], field if "magnetoelectric_tensor" in wanted else None
+        )
+        out["magnetic_susceptibility"] = chi
+        if magnetoelectric is not None:
+            out["magnetoelectric_tensor"] = magnetoelectric
     if per_atom_virials:
         out["virials"] = _per_atom_virials(out["node_energy"], strain)
     if "hessian" in wanted:
@@ -76,6 +100,8 @@ def evaluate_response(
 
 
 def _grad(output: torch.Tensor, inputs: list[torch.Tensor], create_graph: bool) -> list[torch.Tensor]:
+    if not output.requires_grad:  # the output does not depend on anything (e.g. no magnetic moments)
+        return [torch.zeros_like(x) for x in inputs]
     grads = torch.autograd.grad(output, inputs, retain_graph=True, create_graph=create_graph, allow_unused=True)
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
@@ -108,6 +134,31 @@ def field_derivatives(
         alpha_cols.append(d_field if keep_graph else d_field.detach())
         del d_positions, d_field
     return torch.stack(born_rows, dim=1), torch.stack(alpha_cols, dim=2), raman
+
+
+def magnetic_derivatives(
+    magnetic_moment: torch.Tensor,
+    magnetic_field: torch.Tensor,
+    electric_field: torch.Tensor | None,
+    *,
+    keep_graph: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Susceptibility χ_ab = −∂²E/∂B_a∂B_b = μ_B ∂M_b/∂B_a (B,3,3) eV/T² and, with the electric
+    field tensor, the magnetoelectric tensor −∂²E/∂ε_a∂B_b = μ_B ∂M_b/∂ε_a (B,3,3) e·Å/T, from
+    three backward passes of M (μ_B; built with create_graph). ``keep_graph`` keeps them differentiable."""
+    inputs = [magnetic_field] + ([electric_field] if electric_field is not None else [])
+    chi_cols, me_cols = [], []
+    for b in range(3):
+        grads = _grad(magnetic_moment[:, b].sum(), inputs, create_graph=keep_graph)
+        chi_cols.append(BOHR_MAGNETON * grads[0])
+        if electric_field is not None:
+            me_cols.append(BOHR_MAGNETON * grads[1])
+    chi = torch.stack(chi_cols, dim=2)
+    magnetoelectric = torch.stack(me_cols, dim=2) if me_cols else None
+    if not keep_graph:
+        chi = chi.detach()
+        magnetoelectric = magnetoelectric.detach() if magnetoelectric is not None else None
+    return chi, magnetoelectric
 
 
 def _position_hessian(forces: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,9 @@ class AtomicGraph:
             Missing values are zero-filled.
         label_masks: property name -> (B,) bool, True where the structure has that label.
         weights: property name -> (B,) float loss weight per structure (default 1).
+        initial_magmoms: (N, 3) float, starting (or, for constrained moments, fixed) magnetic
+            moments, μ_B, axial vectors; collinear moments s are stored as (0, 0, s). None: absent.
+        spin_on: (B,) bool, whether each structure is magnetic (spin-polarised). None: all are.
     """
 
     positions: torch.Tensor
@@ -71,6 +74,8 @@ class AtomicGraph:
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
     label_masks: dict[str, torch.Tensor] = field(default_factory=dict)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    initial_magmoms: torch.Tensor | None = None
+    spin_on: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         _check_graph(self)
@@ -126,11 +131,15 @@ _TENSOR_FIELDS: tuple[str, ...] = (
     "total_charge",
 )
 _DICT_FIELDS: tuple[str, ...] = ("labels", "label_masks", "weights")
+_OPTIONAL_FIELDS: tuple[str, ...] = ("initial_magmoms", "spin_on")
 
 
 def _map_tensors(graph: AtomicGraph, function) -> AtomicGraph:  # noqa: ANN001
     """New graph with ``function`` applied to every tensor."""
     values = {name: function(getattr(graph, name)) for name in _TENSOR_FIELDS}
+    for name in _OPTIONAL_FIELDS:
+        value = getattr(graph, name)
+        values[name] = None if value is None else function(value)
     for name in _DICT_FIELDS:
         values[name] = {key: function(t) for key, t in getattr(graph, name).items()}
     return AtomicGraph(**values)
@@ -151,9 +160,13 @@ def _check_graph(graph: AtomicGraph) -> None:
         "external_field": ((b, 3), "float"),
         "magnetic_field": ((b, 3), "float"),
         "total_charge": ((b,), "float"),
+        "initial_magmoms": ((n, 3), "float"),
+        "spin_on": ((b,), torch.bool),
     }
     for name, (shape, dtype) in expected.items():
         tensor = getattr(graph, name)
+        if tensor is None and name in _OPTIONAL_FIELDS:
+            continue
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(
                 f"AtomicGraph.{name} is a {type(tensor).__name__}, expected a torch.Tensor."
@@ -323,7 +336,27 @@ def atoms_to_graph(
         labels=labels,
         label_masks=masks,
         weights=weights,
+        initial_magmoms=_initial_magmoms(atoms, index, dtype),
+        spin_on=None if atoms.info.get("spin_on") is None else torch.tensor([bool(atoms.info["spin_on"])]),
     )
+
+
+def _initial_magmoms(atoms: Atoms, index: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """Starting moments (N, 3) μ_B from ``arrays["initial_noncollinear_magmoms"]`` (N, 3) or ASE's
+    ``initial_magmoms`` ((N,) collinear, stored as (0, 0, s), or (N, 3)); None when absent."""
+    for key in ("initial_noncollinear_magmoms", "initial_magmoms"):
+        if key not in atoms.arrays:
+            continue
+        value = np.asarray(atoms.arrays[key], dtype=np.float64)
+        if value.shape == (len(atoms),):
+            value = np.stack([np.zeros_like(value), np.zeros_like(value), value], axis=1)
+        if value.shape != (len(atoms), 3) or not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"structure {index}: arrays['{key}'] must be finite with shape (N,) (collinear) or "
+                f"(N, 3) (non-collinear) in μ_B, got shape {value.shape}"
+            )
+        return torch.tensor(value, dtype=dtype)
+    return None
 
 
 def _label_tensor(name: str, value: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -400,6 +433,10 @@ def graph_to_atoms(graph: AtomicGraph, key_map: KeyMap | None = None) -> list[At
                 atoms.info[key_map.weight_key(name)] = float(weight[0])
         if float(single.total_charge[0]) != 0.0:
             atoms.info[key_map.total_charge] = float(single.total_charge[0])
+        if single.initial_magmoms is not None:
+            atoms.set_array("initial_noncollinear_magmoms", _numpy(single.initial_magmoms))
+        if single.spin_on is not None:
+            atoms.info["spin_on"] = bool(single.spin_on[0])
         for name in ("external_field", "magnetic_field"):
             value = _numpy(getattr(single, name)[0])
             if np.any(value != 0.0):
@@ -476,6 +513,13 @@ def collate(graphs: list[AtomicGraph]) -> AtomicGraph:
             ])
             for name in weight_names
         },
+        initial_magmoms=None if all(g.initial_magmoms is None for g in graphs) else torch.cat([
+            g.positions.new_zeros(g.num_atoms, 3) if g.initial_magmoms is None else g.initial_magmoms
+            for g in graphs
+        ]),
+        spin_on=None if all(g.spin_on is None for g in graphs) else torch.cat([
+            torch.ones_like(g.total_charge, dtype=torch.bool) if g.spin_on is None else g.spin_on for g in graphs
+        ]),
     )
 
 
@@ -534,6 +578,8 @@ def unbatch(graph: AtomicGraph) -> list[AtomicGraph]:
                 labels=labels,
                 label_masks={name: m[b : b + 1] for name, m in graph.label_masks.items()},
                 weights={name: w[b : b + 1] for name, w in graph.weights.items()},
+                initial_magmoms=None if graph.initial_magmoms is None else graph.initial_magmoms[start:stop],
+                spin_on=None if graph.spin_on is None else graph.spin_on[b : b + 1],
             )
         )
     return result

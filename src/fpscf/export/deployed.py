@@ -726,6 +726,11 @@ def check_exportable(model: torch.nn.Module, kspace: str = "ewald") -> None:
         )
     if config.electrostatic_pbc_method == "slab":
         problems.append("slab electrostatics are not supported by the deployed model")
+    if getattr(config, "magnetic_moments", "none") != "none" or getattr(config, "spin_on_embedding", False):
+        problems.append(
+            "it has magnetic moments or a spin_on input (magnetic_moments / spin_on_embedding); the deployed model has "
+            "no magnetic channel yet: use the ASE calculator"
+        )
     if problems:
         raise ExportError("this model cannot be exported for LAMMPS: " + "; ".join(problems))
 
