@@ -65,7 +65,8 @@ class HeisenbergZeeman:
         n = positions.shape[0]
         if initial is None:
             direction = field / torch.linalg.norm(field) if float(torch.linalg.norm(field)) > 0 else field.new_tensor([0.0, 0.0, 1.0])
-            initial = direction.expand(n, 3) * (-self.quadratic / (2 * self.quartic)) ** 0.5
+            size = (-self.quadratic / (2 * self.quartic)) ** 0.5 if self.quadratic < 0 else 1.0
+            initial = direction.expand(n, 3) * size
         m = initial.detach().clone().reshape(-1)
         pos, b = positions.detach(), field.detach()
         for _ in range(max_steps):
@@ -77,6 +78,15 @@ class HeisenbergZeeman:
         raise RuntimeError(
             f"moments did not relax in {max_steps} Newton steps (max |∂E/∂m| {float(gradient.abs().max()):.2e} eV/μ_B)"
         )
+
+    def constrained_label(self, atoms, moments, field_T) -> dict[str, np.ndarray | float]:  # noqa: ANN001
+        """Labels at fixed moments (N, 3) μ_B (constrained moments): energy (eV), forces (N, 3) eV/Å
+        and the magnetic forces −∂E/∂m_i (N, 3) eV/μ_B."""
+        positions = torch.tensor(atoms.positions, dtype=torch.float64, requires_grad=True)
+        m = torch.tensor(np.asarray(moments, float), dtype=torch.float64, requires_grad=True)
+        energy = self.energy(positions, m, torch.tensor(np.asarray(field_T, float), dtype=torch.float64))
+        grad_pos, grad_m = torch.autograd.grad(energy, (positions, m))
+        return {"energy": float(energy.detach()), "forces": (-grad_pos).numpy(), "noncollinear_magnetic_forces": (-grad_m).numpy()}
 
     def label(self, atoms, field_T) -> dict[str, np.ndarray | float]:  # noqa: ANN001
         """Reference labels of an ASE cluster in a field B (3,) T at the equilibrium moments:
@@ -106,3 +116,47 @@ class HeisenbergZeeman:
             "magnetic_moment": (-grad_b / BOHR_MAGNETON).numpy(),
             "magnetic_susceptibility": (-second).numpy(),
         }
+
+
+def random_cluster(rng: np.random.Generator, n_atoms: int, symbol: str = "Fe", box: float = 3.6, min_distance: float = 2.0):  # noqa: ANN201
+    """An ase.Atoms cluster of ``n_atoms`` placed at random in a cube of side ``box`` Å, no two
+    atoms closer than ``min_distance`` Å."""
+    from ase import Atoms
+
+    for _ in range(1000):
+        positions = rng.uniform(0.0, box, size=(n_atoms, 3))
+        gaps = np.linalg.norm(positions[:, None] - positions[None], axis=-1) + np.eye(n_atoms) * 1e9
+        if gaps.min() >= min_distance:
+            return Atoms(f"{symbol}{n_atoms}", positions=positions)
+    raise RuntimeError(f"could not place {n_atoms} atoms {min_distance} Å apart in a {box} Å box; enlarge the box")
+
+
+def spin_dataset(
+    reference: HeisenbergZeeman, n_structures: int, seed: int = 0, *, max_field: float = 200.0,
+    constrained_fraction: float = 0.5, atoms_range: tuple[int, int] = (2, 5), symbol: str = "Fe",
+) -> list:
+    """Labelled clusters for training a magnetic model: a fraction with relaxed moments in a random
+    field |B| ≤ ``max_field`` T (labels energy, forces, magmoms, magnetic_moment; ``info["magnetic_field"]``),
+    the rest with random constrained moments at B = 0 (energy, forces, magmoms = the moments,
+    noncollinear_magnetic_forces). Every structure has ``spin_on`` True."""
+    rng = np.random.default_rng(seed)
+    structures = []
+    for index in range(n_structures):
+        atoms = random_cluster(rng, int(rng.integers(atoms_range[0], atoms_range[1] + 1)), symbol)
+        atoms.info["spin_on"] = True
+        if index < round(constrained_fraction * n_structures):
+            moments = rng.normal(scale=0.8, size=(len(atoms), 3))
+            labels = reference.constrained_label(atoms, moments, np.zeros(3))
+            atoms.arrays["magmoms"] = moments
+            atoms.arrays["noncollinear_magnetic_forces"] = labels["noncollinear_magnetic_forces"]
+        else:
+            direction = rng.normal(size=3)
+            field = direction / np.linalg.norm(direction) * rng.uniform(0.0, max_field)
+            labels = reference.label(atoms, field)
+            atoms.info["magnetic_field"] = field
+            atoms.arrays["magmoms"] = labels["magmoms"]
+            atoms.info["magnetic_moment"] = labels["magnetic_moment"]
+        atoms.info["energy"] = labels["energy"]
+        atoms.arrays["forces"] = labels["forces"]
+        structures.append(atoms)
+    return structures
