@@ -44,6 +44,8 @@ def _fully_labelled_crystal(rng: np.random.Generator) -> Atoms:
         total_charge=1.0,
         external_field=np.array([0.01, -0.02, 0.03]),
         magnetic_field=np.array([0.0, 0.0, 5.0]),
+        magnetic_moment=rng.normal(size=3),
+        magnetic_susceptibility=rng.normal(size=(3, 3)),  # not symmetric: catches transposed storage
         energy_weight=2.5,
         forces_weight=0.5,
     )
@@ -51,14 +53,17 @@ def _fully_labelled_crystal(rng: np.random.Generator) -> Atoms:
     atoms.arrays["charges"] = rng.normal(size=n)
     atoms.arrays["atomic_multipoles"] = rng.normal(size=(n, 9))
     atoms.arrays["magmoms"] = rng.normal(size=(n, 3))
+    atoms.arrays["noncollinear_magnetic_forces"] = rng.normal(size=(n, 3))
     atoms.arrays["born_effective_charges"] = rng.normal(size=(n, 9))  # flattened, not symmetric
     return atoms
 
 
 def _partly_labelled_molecule(rng: np.random.Generator) -> Atoms:
-    """Open structure: l_max = 1 multipoles, collinear magmoms, flat 9-value polarizability."""
+    """Open structure: l_max = 1 multipoles, collinear magmoms and total moment, flat 9-value
+    polarizability and susceptibility."""
     atoms = molecule("H2O")
-    atoms.info.update(energy=-14.2, polarizability=rng.normal(size=9), level=0, spin_on=False)
+    atoms.info.update(energy=-14.2, polarizability=rng.normal(size=9), level=0, spin_on=False,
+                      magnetic_moment=1.5, magnetic_susceptibility=rng.normal(size=9))
     atoms.arrays["atomic_multipoles"] = rng.normal(size=(3, 4))
     atoms.arrays["magmoms"] = rng.normal(size=3)
     atoms.arrays["born_effective_charges"] = rng.normal(size=(3, 9))
@@ -92,8 +97,10 @@ def _expected_labels(atoms: Atoms) -> dict[str, np.ndarray]:
         if name == "stress" and value.shape == (6,):
             xx, yy, zz, yz, xz, xy = value
             value = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-        elif name in ("polarizability",):
+        elif name in ("polarizability", "magnetic_susceptibility"):
             value = value.reshape(3, 3)
+        elif name == "magnetic_moment" and value.shape == ():
+            value = np.array([0.0, 0.0, float(value)])
         elif name == "born_effective_charges":
             value = value.reshape(len(atoms), 3, 3)
         expected[name] = value

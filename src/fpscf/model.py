@@ -508,7 +508,9 @@ class FixedPointModel(torch.nn.Module):
         assert self.magnetic is not None
         batch, n_atoms = graph.batch, graph.num_atoms
         fixed = torch.as_tensor(fix_moments, dtype=torch.bool, device=batch.device).expand(graph.num_graphs)
-        if bool(fixed.any()) and graph.initial_magmoms is None:
+        if bool(fixed.any()) and (
+            graph.initial_magmoms is None or bool(torch.isnan(graph.initial_magmoms[fixed[batch]]).any())
+        ):
             raise ValueError(
                 "fix_moments holds the moments at graph.initial_magmoms, but this structure has none; set "
                 "atoms.set_initial_magnetic_moments(...) (or arrays['initial_noncollinear_magmoms'])"

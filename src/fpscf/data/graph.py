@@ -56,7 +56,8 @@ class AtomicGraph:
         label_masks: property name -> (B,) bool, True where the structure has that label.
         weights: property name -> (B,) float loss weight per structure (default 1).
         initial_magmoms: (N, 3) float, starting (or, for constrained moments, fixed) magnetic
-            moments, μ_B, axial vectors; collinear moments s are stored as (0, 0, s). None: absent.
+            moments, μ_B, axial vectors; collinear moments s are stored as (0, 0, s). None: absent;
+            NaN rows: structures batched (``collate``) with others but without initial moments.
         spin_on: (B,) bool, whether each structure is magnetic (spin-polarised). None: all are.
     """
 
@@ -433,7 +434,7 @@ def graph_to_atoms(graph: AtomicGraph, key_map: KeyMap | None = None) -> list[At
                 atoms.info[key_map.weight_key(name)] = float(weight[0])
         if float(single.total_charge[0]) != 0.0:
             atoms.info[key_map.total_charge] = float(single.total_charge[0])
-        if single.initial_magmoms is not None:
+        if single.initial_magmoms is not None and bool(torch.isfinite(single.initial_magmoms).all()):
             atoms.set_array("initial_noncollinear_magmoms", _numpy(single.initial_magmoms))
         if single.spin_on is not None:
             atoms.info["spin_on"] = bool(single.spin_on[0])
@@ -514,7 +515,7 @@ def collate(graphs: list[AtomicGraph]) -> AtomicGraph:
             for name in weight_names
         },
         initial_magmoms=None if all(g.initial_magmoms is None for g in graphs) else torch.cat([
-            g.positions.new_zeros(g.num_atoms, 3) if g.initial_magmoms is None else g.initial_magmoms
+            g.positions.new_full((g.num_atoms, 3), math.nan) if g.initial_magmoms is None else g.initial_magmoms
             for g in graphs
         ]),
         spin_on=None if all(g.spin_on is None for g in graphs) else torch.cat([

@@ -8,30 +8,37 @@ looked up, in this order, in ``atoms.info``, ``atoms.arrays`` and the results of
 
 Labels (per structure unless marked per atom), stored shapes and units:
 
-======================== ================= ==================================================
-property                 stored shape      meaning
-======================== ================= ==================================================
-energy                   ()                total energy (electric enthalpy), eV
-forces                   (N, 3) per atom   eV/Å
-stress                   (3, 3)            ASE sign: (1/V) dE/dstrain, eV/Å³; read from Voigt
-                                           (xx, yy, zz, yz, xz, xy), 3x3 or 9 values
-dipole                   (3,)              e·Å
-charges                  (N,) per atom     e
-atomic_multipoles        (N, (l+1)²)       e3nn order [q, p_x, p_y, p_z, five l=2 coefficients]
-                         per atom          (e, e·Å, e·Å²); width 1, 4 or 9 gives l_max 0, 1, 2
-fermi_level              ()                eV
-magmoms                  (N,) or (N, 3)    μ_B, collinear or non-collinear
-                         per atom
-born_effective_charges   (N, 3, 3)         e, ``Z*[I, a, b] = dF_{I,b}/d eps_a``; may be stored
-                         per atom          flattened (N, 9) in row-major order, index 3a + b
-polarizability           (3, 3)            e·Å²/V; 3x3 or 9 values (row-major)
-esps                     (N,) per atom     electrostatic potential of the reference density
-                                          (plus the applied field's −ε·r) at each nucleus, V
-field_features           (N, F) per atom   reference field features (the model's layout,
-                                          widths × (l_f+1)², flattened), V, V/Å, V/Å²
-level                    () int64          level of theory / data-set head index
-spin_on                  () bool           structure is magnetic
-======================== ================= ==================================================
+============================= ================= ==================================================
+property                      stored shape      meaning
+============================= ================= ==================================================
+energy                        ()                total energy (electric enthalpy), eV
+forces                        (N, 3) per atom   eV/Å
+stress                        (3, 3)            ASE sign: (1/V) dE/dstrain, eV/Å³; read from Voigt
+                                                (xx, yy, zz, yz, xz, xy), 3x3 or 9 values
+dipole                        (3,)              e·Å
+charges                       (N,) per atom     e
+atomic_multipoles             (N, (l+1)²)       e3nn order [q, p_x, p_y, p_z, five l=2 coefficients]
+                              per atom          (e, e·Å, e·Å²); width 1, 4 or 9 gives l_max 0, 1, 2
+fermi_level                   ()                eV
+magmoms                       (N,) or (N, 3)    μ_B; collinear: along the spin axis n̂ = B/|B| (ẑ
+                              per atom          without a field), > 0 parallel to B; the constrained
+                                                moments of a structure with magnetic forces
+magnetic_moment               (3,)              total moment M = −(1/μ_B) ∂E/∂B, μ_B; a single number
+                                                (collinear) is stored as M n̂
+noncollinear_magnetic_forces  (N, 3) per atom   −∂E/∂m_i at moments constrained to the ``magmoms``
+                                                label (constrained-moment calculation), eV/μ_B
+magnetic_susceptibility       (3, 3)            −∂²E/∂B_a∂B_b = μ_B ∂M_a/∂B_b, eV/T²; 3x3 or 9
+                                                values (row-major)
+born_effective_charges        (N, 3, 3)         e, ``Z*[I, a, b] = dF_{I,b}/d eps_a``; may be stored
+                              per atom          flattened (N, 9) in row-major order, index 3a + b
+polarizability                (3, 3)            e·Å²/V; 3x3 or 9 values (row-major)
+esps                          (N,) per atom     electrostatic potential of the reference density
+                                                (plus the applied field's −ε·r) at each nucleus, V
+field_features                (N, F) per atom   reference field features (the model's layout,
+                                                widths × (l_f+1)², flattened), V, V/Å, V/Å²
+level                         () int64          level of theory / data-set head index
+spin_on                       () bool           structure is magnetic
+============================= ================= ==================================================
 
 Inputs (never masked, zero when absent): ``total_charge`` () e, ``external_field`` (3,) V/Å,
 ``magnetic_field`` (3,) T.
@@ -60,6 +67,9 @@ LABEL_NAMES: tuple[str, ...] = (
     "atomic_multipoles",
     "fermi_level",
     "magmoms",
+    "magnetic_moment",
+    "noncollinear_magnetic_forces",
+    "magnetic_susceptibility",
     "born_effective_charges",
     "polarizability",
     "esps",
@@ -68,9 +78,10 @@ LABEL_NAMES: tuple[str, ...] = (
     "spin_on",
 )
 #: Labels with one row per atom (leading dimension N); all others have one row per structure.
-PER_ATOM_LABELS: frozenset[str] = frozenset(
-    {"forces", "charges", "atomic_multipoles", "magmoms", "born_effective_charges", "esps", "field_features"}
-)
+PER_ATOM_LABELS: frozenset[str] = frozenset({
+    "forces", "charges", "atomic_multipoles", "magmoms", "noncollinear_magnetic_forces", "born_effective_charges",
+    "esps", "field_features",
+})
 #: Labels stored as int64 and bool; all others are floating point.
 INTEGER_LABELS: frozenset[str] = frozenset({"level"})
 BOOL_LABELS: frozenset[str] = frozenset({"spin_on"})
@@ -87,6 +98,9 @@ _ACCEPTED_SHAPES: dict[str, tuple[tuple[Any, ...], ...]] = {
     "atomic_multipoles": (("N", 1), ("N",), ("N", 4), ("N", 9)),
     "fermi_level": ((),),
     "magmoms": (("N",), ("N", 3)),
+    "magnetic_moment": ((3,), ()),
+    "noncollinear_magnetic_forces": (("N", 3),),
+    "magnetic_susceptibility": ((3, 3), (9,)),
     "born_effective_charges": (("N", 3, 3), ("N", 9)),
     "polarizability": ((3, 3), (9,)),
     "esps": (("N",), ("N", 1)),
@@ -119,6 +133,9 @@ class KeyMap:
     atomic_multipoles: str | None = "atomic_multipoles"
     fermi_level: str | None = "fermi_level"
     magmoms: str | None = "magmoms"
+    magnetic_moment: str | None = "magnetic_moment"
+    noncollinear_magnetic_forces: str | None = "noncollinear_magnetic_forces"
+    magnetic_susceptibility: str | None = "magnetic_susceptibility"
     born_effective_charges: str | None = "born_effective_charges"
     polarizability: str | None = "polarizability"
     esps: str | None = "esps"
@@ -202,6 +219,9 @@ def read_properties(
             np.zeros(_ACCEPTED_SHAPES[name][0]) if raw is None
             else _convert(name, key, raw, num_atoms, index)
         )
+    if "magnetic_moment" in labels and np.size(_lookup(atoms, key_map.magnetic_moment)) == 1:
+        # a collinear total moment lies along the spin axis (fpscf.scf.magnetic.spin_axis)
+        labels["magnetic_moment"] = labels["magnetic_moment"][2] * _spin_axis(inputs["magnetic_field"])
     return StructureProperties(
         labels=labels,
         weights=weights,
@@ -237,6 +257,12 @@ def to_storage(name: str, value: np.ndarray) -> Any:
         kind = label_dtype_kind(name)
         return bool(value) if kind == "bool" else int(value) if kind == "int" else float(value)
     return value
+
+
+def _spin_axis(field: np.ndarray) -> np.ndarray:
+    """Collinear spin axis n̂ = B/|B| (3,), ẑ without a field."""
+    norm = float(np.linalg.norm(field))
+    return field / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
 
 
 def _lookup(atoms: Atoms, key: str) -> Any:
@@ -297,8 +323,10 @@ def _canonical_shape(name: str, value: np.ndarray, num_atoms: int) -> np.ndarray
     if name == "stress" and value.shape == (6,):
         xx, yy, zz, yz, xz, xy = value
         return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-    if name in ("stress", "polarizability"):
+    if name in ("stress", "polarizability", "magnetic_susceptibility"):
         return value.reshape(3, 3)
+    if name == "magnetic_moment" and value.shape == ():  # collinear; turned to the spin axis by read_properties
+        return np.array([0.0, 0.0, float(value)])
     if name == "born_effective_charges":
         return value.reshape(num_atoms, 3, 3)
     if name in ("charges", "esps"):

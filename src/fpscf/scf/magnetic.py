@@ -7,28 +7,34 @@ energy (eV) is a learned function of the moments with the form of a Landau–Hei
     E_mag = Σ_i [α_i |m_i|² + β_i |m_i|⁴ − μ_B B·m_i]                 on-site (Landau) and Zeeman
           − ½ Σ_(ij) J_ij m_i·m_j                                       exchange
           + Σ_i κ_i (m_i·u_i)²                                          anisotropy      (non-collinear)
+          − Σ_i m_i·(u_i × w_i)                                         local axial bias
           + Σ_i c_i m_i·(F_i × u_i)                                     linear magnetoelectric
           − ½ Σ_(ij) λ_ij F_i·(e_ij × (m_i × m_j))                      spin-current magnetoelectric
 
 α, β > 0, κ, c from the invariants of atom i; J_ij = Σ_k R_k(r_ij) w_k(h_i) w_k(h_j) and λ_ij from the
-edge's radial basis (both symmetric, zero at the cutoff); u_i a polar vector (``1o``) read from the
-geometry; e_ij the bond direction; F_i the local electric field (V/Å) of the converged density and
-the applied field ε, so the moments feel ε and the electric response feels B. With polar e_ij, F_i
-and u_i and axial m_i and B every term is invariant under rotations and inversion; the terms linear
-in m (c_i, and the Zeeman term at B ≠ 0) are odd under time reversal (m, B) → (−m, −B), which is not
-built in (training can add time-reversed copies, :mod:`fpscf.training.augmentation`).
+edge's radial basis (both symmetric, zero at the cutoff); u_i, w_i polar vectors (``1o``) read
+from the geometry (so u_i × w_i is axial); e_ij the bond direction; F_i the local electric field (V/Å) of the converged density and
+the applied field ε, so the moments feel ε and the electric response feels B. With polar e_ij, F_i,
+u_i and w_i and axial m_i and B every term is invariant under rotations and inversion. The bias and
+linear magnetoelectric terms are odd in m at B = 0, i.e. break time reversal (m, B) → (−m, −B),
+which is not built in: like any flexible model this one can learn such terms, and training can add
+time-reversed copies of the data to remove them (:mod:`fpscf.training.augmentation`).
 
-The moments are self-consistent variables: m* is a stationary point of E_mag, found from the
-starting moments by the mean-field map (each moment minimises its on-site energy in the effective
-field h_i = −∂(E_mag − Landau_i)/∂m_i of the others) with Anderson mixing, and attached to the
-autograd graph by the implicit function theorem through ``G(m) = m − P ∇_m E_mag`` (P > 0 a fixed
-diagonal preconditioner): the same stationary points, so every derivative (M = −∂E/∂B, the
-susceptibility, the magnetoelectric tensor, forces) is exact. Moments of structures with
+The moments are self-consistent variables: m* is a minimum of E_mag reached from the starting
+moments (L-BFGS with a line search, so frustrated exchange cannot make it oscillate or stop at a
+saddle), and is attached to the autograd graph by the implicit function theorem through the
+stationarity map ``G(m) = m − P ∇_m E_mag`` (P > 0 a fixed diagonal preconditioner; its fixed
+points are the stationary points), so every derivative (M = −∂E/∂B, the susceptibility, the
+magnetoelectric tensor, forces) is exact. Moments of structures with
 ``spin_on`` False are zero; constrained (fixed) moments stay at their given values.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import sys
+import warnings
 from typing import Any, NamedTuple
 
 import torch
@@ -36,15 +42,18 @@ from e3nn import o3
 
 from fpscf.nn import MLP, IrrepsReadout
 from fpscf.scf.implicit import implicit_fixed_point
-from fpscf.scf.krylov import LinearSolveSettings
+from fpscf.scf.krylov import LinearSolveSettings, gmres
 from fpscf.scf.settings import SCFSettings
-from fpscf.scf.solver import SCFResult, solve_fixed_point
+from fpscf.scf.solver import SCFConvergenceError, SCFResult, _history_text
 from fpscf.tensor_tree import split_differentiable
 from fpscf.units import BOHR_MAGNETON
 
 #: Size (μ_B) of default starting moments of magnetic structures without initial moments.
 DEFAULT_START_MOMENT = 1.0
-_LANDAU_NEWTON_STEPS = 60
+#: Fewest iterations the moment loop is allowed, whatever the density's budget.
+MIN_MOMENT_STEPS = 300
+#: Residual (μ_B) below which the moment loop takes Newton steps instead of L-BFGS steps.
+NEWTON_SWITCH = 1e-3
 _TINY = 1e-12
 
 
@@ -55,6 +64,7 @@ class MagneticTerms(NamedTuple):
     quartic: torch.Tensor  # (N,) β > 0, eV/μ_B⁴
     anisotropy: torch.Tensor  # (N,) κ, eV/μ_B²
     axis: torch.Tensor  # (N, 3) u, polar, dimensionless
+    bias: torch.Tensor  # (N, 3) u × w, axial, eV/μ_B
     linear_me: torch.Tensor  # (N,) c, eV/(μ_B·V/Å)
     exchange: torch.Tensor  # (E,) J, eV/μ_B²
     spin_current: torch.Tensor  # (E,) λ, eV/(μ_B²·V/Å)
@@ -80,39 +90,11 @@ def magnetic_energy(moments: torch.Tensor, terms: MagneticTerms) -> torch.Tensor
     sender, receiver = terms.edge_index
     pair = -0.5 * terms.exchange * (moments[sender] * moments[receiver]).sum(-1)
     if moments.shape[-1] == 3:
-        energy = energy + terms.anisotropy * (moments * terms.axis).sum(-1) ** 2
+        energy = energy + terms.anisotropy * (moments * terms.axis).sum(-1) ** 2 - (moments * terms.bias).sum(-1)
         energy = energy + terms.linear_me * (moments * torch.linalg.cross(terms.local_field, terms.axis)).sum(-1)
         twist = torch.linalg.cross(terms.bond, torch.linalg.cross(moments[sender], moments[receiver]))
         pair = pair - 0.5 * terms.spin_current * (terms.local_field[receiver] * twist).sum(-1)
     return energy.index_add(0, receiver, pair)
-
-
-def _landau_size(field_size: torch.Tensor, quadratic: torch.Tensor, quartic: torch.Tensor) -> torch.Tensor:
-    """Largest root s ≥ 0 of 4βs³ + 2αs = |h|: the size of the moment minimising αs² + βs⁴ − |h|s.
-    Newton from above (the cubic is convex for s > 0, so the iterates decrease monotonically)."""
-    s = (quadratic.clamp(max=0.0).neg() / (2 * quartic)).sqrt() + (field_size / (4 * quartic)).pow(1.0 / 3.0) + 1e-3
-    for _ in range(_LANDAU_NEWTON_STEPS):
-        value = 4 * quartic * s**3 + 2 * quadratic * s - field_size
-        slope = (12 * quartic * s * s + 2 * quadratic).clamp_min(_TINY)
-        s = (s - value / slope).clamp_min(0.0)
-    return s
-
-
-def mean_field_update(moments: torch.Tensor, terms: MagneticTerms, active: torch.Tensor) -> torch.Tensor:
-    """One mean-field step (N, C) → (N, C): each active moment becomes the minimiser of its on-site
-    energy in the effective field of the current moments; inactive moments are kept."""
-    with torch.enable_grad():
-        variable = moments.detach().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(magnetic_energy(variable, terms).sum(), variable)
-    size2 = (moments * moments).sum(-1, keepdim=True)
-    landau = 2 * terms.quadratic[:, None] * moments + 4 * terms.quartic[:, None] * size2 * moments
-    field = landau - gradient  # −∂(E_mag − on-site Landau)/∂m_i
-    field_size = torch.linalg.norm(field, dim=-1, keepdim=True)
-    size = _landau_size(field_size.squeeze(-1), terms.quadratic, terms.quartic)[:, None]
-    current = torch.linalg.norm(moments, dim=-1, keepdim=True)
-    fallback = torch.where(current > _TINY, moments / current.clamp_min(_TINY), torch.ones_like(moments) / moments.shape[-1] ** 0.5)
-    direction = torch.where(field_size > _TINY, field / field_size.clamp_min(_TINY), fallback)
-    return torch.where(active[:, None], size * direction, moments)
 
 
 def _preconditioner(moments: torch.Tensor, terms: MagneticTerms) -> torch.Tensor:
@@ -122,6 +104,90 @@ def _preconditioner(moments: torch.Tensor, terms: MagneticTerms) -> torch.Tensor
     bound = 2 * terms.quadratic.abs() + 12 * terms.quartic * size2 + 2 * terms.anisotropy.abs() * (terms.axis * terms.axis).sum(-1)
     bound = bound.index_add(0, terms.edge_index[1], terms.exchange.abs())
     return (1.0 / (bound + 1e-6)).detach()[:, None]
+
+
+def minimise_moments(terms: MagneticTerms, start: torch.Tensor, active: torch.Tensor, settings: SCFSettings) -> SCFResult:
+    """Relax the active moments from ``start`` (N, C) to a minimum of E_mag by L-BFGS with a
+    strong-Wolfe line search in preconditioned coordinates. Converged when the largest step the
+    stationarity map would take, max |P ∇_m E_mag| (μ_B), is below ``settings.tolerance``; the
+    history of that residual is kept (and printed with ``settings.verbose``)."""
+    scale = _preconditioner(start, terms)
+    index = active.nonzero().reshape(-1)
+    root = scale[index].sqrt()
+    coordinates = (start[index] / root).clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS(
+        [coordinates], lr=1.0, max_iter=1, max_eval=25, history_size=20, line_search_fn="strong_wolfe",
+        tolerance_grad=0.0, tolerance_change=0.0,
+    )
+
+    def moments_of(y: torch.Tensor) -> torch.Tensor:
+        return start.index_put((index,), y * root)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        energy = magnetic_energy(moments_of(coordinates), terms).sum()
+        energy.backward()
+        return energy
+
+    history: list[float] = []
+    with torch.enable_grad():
+        for step in range(1, settings.max_steps + 1):
+            moments = moments_of(coordinates)
+            (gradient,) = torch.autograd.grad(magnetic_energy(moments, terms).sum(), coordinates)
+            residual = float((gradient * root).abs().max())  # = max |P ∇_m E| over active atoms
+            history.append(residual)
+            if settings.verbose:
+                print(f"  moment step {step:4d}  max|P dE/dm| = {residual:.3e} μB", file=sys.stderr)
+            if not math.isfinite(residual):
+                break
+            if residual < settings.tolerance:
+                return SCFResult(moments.detach(), step, True, history)
+            if residual < NEWTON_SWITCH and _newton_step(coordinates, moments_of, terms):
+                continue
+            optimizer.step(closure)
+    message = (
+        f"moment SCF did not converge after {len(history)} steps (tolerance {settings.tolerance:.1e} μB). Residual "
+        f"history (max |P ∂E/∂m|): [{_history_text(history)}]. Try other initial moments "
+        "(atoms.set_initial_magnetic_moments), a small magnetic field to lift a degeneracy, or a larger max_scf_steps; "
+        "pass on_scf_failure='warn' to continue anyway."
+    )
+    if settings.on_failure == "raise":
+        raise SCFConvergenceError(message, history)
+    warnings.warn(message, stacklevel=2)
+    return SCFResult(moments_of(coordinates).detach(), len(history), False, history)
+
+
+def _newton_step(coordinates: torch.Tensor, moments_of: Any, terms: MagneticTerms) -> bool:
+    """One Newton step (Hessian solved by GMRES on Hessian–vector products) in the preconditioned
+    coordinates, halved until the energy decreases; near a minimum it converges quadratically
+    where L-BFGS creeps along soft directions (nearly free moment rotations). False (nothing
+    changed) if the Hessian solve fails or no step length lowers the energy."""
+    with torch.enable_grad():
+        y = coordinates.detach().requires_grad_(True)
+        energy = magnetic_energy(moments_of(y), terms).sum()
+        (gradient,) = torch.autograd.grad(energy, y, create_graph=True)
+
+        def hessian_vector(v: torch.Tensor) -> torch.Tensor:
+            (product,) = torch.autograd.grad(gradient, y, v, retain_graph=True)
+            return product
+
+        step, history = gmres(hessian_vector, -gradient.detach(), LinearSolveSettings.for_dtype(y.dtype, rtol=1e-10, on_failure="warn"))
+    slope = float((gradient.detach() * step).sum())
+    if not history or not history[-1] < 1e-6 or not slope < 0:  # not solved, or not a descent direction
+        return False
+    size = float(gradient.detach().abs().max())
+    for _ in range(8):
+        with torch.enable_grad():
+            trial = (coordinates.detach() + step).requires_grad_(True)
+            trial_energy = magnetic_energy(moments_of(trial), terms).sum()
+            (trial_gradient,) = torch.autograd.grad(trial_energy, trial)
+        # Armijo decrease, or (where energy changes are below rounding) a smaller gradient
+        if float(trial_energy.detach()) <= float(energy.detach()) + 1e-4 * slope or float(trial_gradient.abs().max()) < 0.5 * size:
+            with torch.no_grad():
+                coordinates.copy_(trial.detach())
+            return True
+        step = 0.5 * step
+    return False
 
 
 class MagneticChannel(torch.nn.Module):
@@ -138,7 +204,7 @@ class MagneticChannel(torch.nn.Module):
         self.exchange_nodes = torch.nn.Linear(num_scalars, rank)
         self.spin_current_radial = MLP([num_radial, hidden, 1], bias=False)
         has_vectors = any(ir == o3.Irrep("1o") for _, ir in o3.Irreps(node_irreps))
-        self.axis = IrrepsReadout(node_irreps, o3.Irreps("1x1o")) if kind == "noncollinear" and has_vectors else None
+        self.axis = IrrepsReadout(node_irreps, o3.Irreps("2x1o")) if kind == "noncollinear" and has_vectors else None
 
     def terms(
         self, scalars: torch.Tensor, node_feats: torch.Tensor, edge_radial: torch.Tensor, vectors: torch.Tensor,
@@ -156,22 +222,30 @@ class MagneticChannel(torch.nn.Module):
         exchange = 0.01 * (self.exchange_radial(edge_radial) * weights[sender] * weights[receiver]).mean(-1)
         spin_current = 0.01 * self.spin_current_radial(edge_radial).squeeze(-1)
         bond = vectors / torch.linalg.norm(vectors, dim=-1, keepdim=True).clamp_min(_TINY)
-        axis = self.axis(node_feats) if self.axis is not None else vectors.new_zeros(scalars.shape[0], 3)
+        vectors_out = self.axis(node_feats) if self.axis is not None else vectors.new_zeros(scalars.shape[0], 6)
+        axis, second = vectors_out[:, :3], vectors_out[:, 3:]
+        bias = 0.01 * torch.linalg.cross(axis, second)
         if self.kind == "noncollinear":
             zeeman = BOHR_MAGNETON * field[batch]
         else:
             zeeman = BOHR_MAGNETON * (field * spin_axis(field)).sum(-1)[batch][:, None]
         return MagneticTerms(
-            quadratic, quartic, anisotropy, axis, linear_me, exchange, spin_current, bond, local_field, zeeman, edge_index
+            quadratic, quartic, anisotropy, axis, bias, linear_me, exchange, spin_current, bond, local_field, zeeman, edge_index
         )
 
     def starting_moments(self, initial: torch.Tensor | None, field: torch.Tensor, batch: torch.Tensor, n_atoms: int) -> torch.Tensor:
-        """Start (N, C) μ_B: the given initial moments (N, 3), else 1 μ_B along B (ẑ without a field).
-        A collinear model reads s along n̂ from the z column; x/y components are an error."""
+        """Start (N, C) μ_B: the given initial moments (N, 3), else (None, or NaN rows: structures
+        batched without initial moments) 1 μ_B along B (ẑ without a field). A collinear model
+        reads s along n̂ from the z column; x/y components are an error."""
+        default = (
+            field.new_full((n_atoms, 1), DEFAULT_START_MOMENT)
+            if self.kind == "collinear"
+            else DEFAULT_START_MOMENT * spin_axis(field)[batch]
+        )
         if initial is None:
-            if self.kind == "collinear":
-                return field.new_full((n_atoms, 1), DEFAULT_START_MOMENT)
-            return DEFAULT_START_MOMENT * spin_axis(field)[batch]
+            return default
+        missing = torch.isnan(initial).any(-1, keepdim=True)  # structures batched without initial moments
+        initial = torch.where(missing, torch.zeros_like(initial), initial)
         if self.kind == "collinear":
             if bool((initial[:, :2] != 0).any()):
                 raise ValueError(
@@ -179,8 +253,8 @@ class MagneticChannel(torch.nn.Module):
                     "moments; give one number per atom (atoms.set_initial_magnetic_moments([...]) with shape (N,)) "
                     "or use a model built with magnetic_moments: noncollinear"
                 )
-            return initial[:, 2:3]
-        return initial
+            return torch.where(missing, default, initial[:, 2:3])
+        return torch.where(missing, default, initial)
 
     def solve(
         self, terms: MagneticTerms, start: torch.Tensor, active: torch.Tensor, settings: SCFSettings,
@@ -190,24 +264,26 @@ class MagneticChannel(torch.nn.Module):
         the others kept at ``start``; differentiable (exactly, by the implicit function theorem)
         with respect to every tensor the terms were built from."""
         detached = MagneticTerms(*(t.detach() for t in terms))
-        with torch.no_grad():
-            start = start.detach()
-            if bool(active.any()):
-                result = solve_fixed_point(lambda m: mean_field_update(m, detached, active), start, settings)
-            else:
-                result = SCFResult(start, 0, True, [])
+        # The moment loop has its own step budget (a stage may allow the density a single step).
+        settings = dataclasses.replace(settings, max_steps=max(settings.max_steps, MIN_MOMENT_STEPS))
+        if bool(active.any()):
+            result = minimise_moments(detached, start.detach(), active, settings)
+        else:
+            result = SCFResult(start.detach(), 0, True, [])
         solution = result.solution.detach()
         tensors, rebuild = split_differentiable(terms)
         if not bool(active.any()):
             return solution, result
-        scale = _preconditioner(solution, detached) * active[:, None].to(solution.dtype)
+        scale = _preconditioner(solution, detached)
         shape = solution.shape
+        held = solution.detach()
 
         def stationarity_map(x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+            # active rows: m − P ∇E (fixed point = stationary point); held rows: their constant value
             moments = x.reshape(shape)
             energy = magnetic_energy(moments, rebuild(inputs)).sum()
             (gradient,) = torch.autograd.grad(energy, moments, create_graph=True)
-            return (moments - scale * gradient).reshape(-1)
+            return torch.where(active[:, None], moments - scale * gradient, held).reshape(-1)
 
         def wrapped(x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
             with torch.enable_grad():
@@ -227,5 +303,5 @@ def magnetic_forces(moments: torch.Tensor, terms: MagneticTerms, create_graph: b
 
 
 __all__: list[Any] = [
-    "MagneticChannel", "MagneticTerms", "magnetic_energy", "magnetic_forces", "mean_field_update", "spin_axis",
+    "MagneticChannel", "MagneticTerms", "magnetic_energy", "magnetic_forces", "minimise_moments", "spin_axis",
 ]

@@ -40,7 +40,17 @@ LOSS_NAMES: tuple[str, ...] = (
     "esps",
     "field_features",
     "fixedpoint_scf_stability",
+    "magmoms",
+    "magnetic_moment_per_atom",
+    "noncollinear_magnetic_forces",
+    "magnetic_susceptibility",
 )
+#: Losses that need a model with magnetic moments (model option ``magnetic_moments`` not ``none``),
+#: and those that need non-collinear moments.
+MAGNETIC_LOSS_NAMES: frozenset[str] = frozenset(
+    {"magmoms", "magnetic_moment_per_atom", "noncollinear_magnetic_forces", "magnetic_susceptibility"}
+)
+NONCOLLINEAR_LOSS_NAMES: frozenset[str] = frozenset({"noncollinear_magnetic_forces"})
 #: How a stage differentiates through the fixed point (see DESIGN.md §4).
 TRAINING_MODES: tuple[str, ...] = ("direct", "unroll_scf", "implicit", "linearize_solve")
 #: Starting density of the SCF loop during training.
@@ -139,7 +149,12 @@ class OptimizerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
-    """A validated training config. Build it with :func:`load_config` or :meth:`from_dict`."""
+    """A validated training config. Build it with :func:`load_config` or :meth:`from_dict`.
+
+    ``time_reversal_augmentation``: every training batch also holds the time-reversed copy of each
+    of its magnetic structures (:mod:`fpscf.training.augmentation`; validation batches do not);
+    needs a magnetic model.
+    """
 
     train_file: str
     valid_file: str | None = None
@@ -158,6 +173,7 @@ class TrainingConfig:
     checkpoint_every: int = 1
     progress: bool = True
     plot: bool = True
+    time_reversal_augmentation: bool = False
 
     @property
     def num_epochs(self) -> int:
@@ -283,7 +299,7 @@ def _parse_training_config(data: Any, base_dir: str) -> TrainingConfig:
             raise ConfigError(f"{key}: required key is missing", key)
     atomic_numbers = _parse_atomic_numbers(data.get("atomic_numbers"), "atomic_numbers")
     valid_file, valid_batch_size = data.get("valid_file"), data.get("valid_batch_size")
-    return TrainingConfig(
+    config = TrainingConfig(
         train_file=_existing_file(data["train_file"], "train_file", base_dir),
         valid_file=None if valid_file is None else _existing_file(valid_file, "valid_file", base_dir),
         valid_fraction=_float_in(data.get("valid_fraction", 0.1), "valid_fraction", 0.0, 1.0, "a fraction 0 < f < 1"),
@@ -301,7 +317,37 @@ def _parse_training_config(data: Any, base_dir: str) -> TrainingConfig:
         checkpoint_every=_int(data.get("checkpoint_every", 1), "checkpoint_every", minimum=1),
         progress=_bool(data.get("progress", True), "progress"),
         plot=_bool(data.get("plot", True), "plot"),
+        time_reversal_augmentation=_bool(data.get("time_reversal_augmentation", False), "time_reversal_augmentation"),
     )
+    _check_magnetic_options(config)
+    return config
+
+
+def _check_magnetic_options(config: TrainingConfig) -> None:
+    """Magnetic losses and time-reversal augmentation need a model with magnetic moments (and the
+    magnetic-force loss non-collinear ones)."""
+    kind = config.model.get("magnetic_moments", "none")
+    for stage in config.train_schedule:
+        for name, weight in stage.loss.items():
+            path = f"train_schedule.{stage.index}.loss.{name}"
+            if weight > 0 and name in MAGNETIC_LOSS_NAMES and kind == "none":
+                raise ConfigError(
+                    f"{path}: the magnetic loss {name!r} needs a model with magnetic moments, but model."
+                    f"magnetic_moments is 'none'; set model: {{magnetic_moments: collinear|noncollinear}} or remove "
+                    f"the loss", path,
+                )
+            if weight > 0 and name in NONCOLLINEAR_LOSS_NAMES and kind != "noncollinear":
+                raise ConfigError(
+                    f"{path}: the loss {name!r} compares (N, 3) magnetic forces and needs non-collinear moments, but "
+                    f"model.magnetic_moments is {kind!r}; set model: {{magnetic_moments: noncollinear}} or remove the "
+                    f"loss", path,
+                )
+    if config.time_reversal_augmentation and kind == "none":
+        raise ConfigError(
+            "time_reversal_augmentation = true flips magnetic fields and moments, which a model with "
+            "model.magnetic_moments 'none' does not see; set model: {magnetic_moments: collinear|noncollinear} or "
+            "time_reversal_augmentation: false", "time_reversal_augmentation",
+        )
 
 
 def _parse_schedule(data: Any, path: str) -> tuple[StageConfig, ...]:

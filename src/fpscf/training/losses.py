@@ -5,23 +5,34 @@ A structure without a label is masked out of that loss (never compared with zero
 ``atoms.info["<property>_weight"]``, m_s its mask), so loss weights in the config are comparable
 across batches. Errors, in the units the metrics report:
 
-=========================  ===================================================  ==========
-loss                       error per element                                    unit
-=========================  ===================================================  ==========
-energy_per_atom            (E − E_ref)/N                                        eV/atom
-forces                     F − F_ref, per Cartesian component                   eV/Å
-stress                     σ − σ_ref, 9 components (periodic structures)        eV/Å³
-atomic_multipoles          p − p_ref, coefficients present in both              e, e·Å, e·Å²
-charges                    q − q_ref                                            e
-total_charge_per_atom      (Σq − Q)/N (input Q; always available)               e/atom
-dipole_per_atom            (D − D_ref)/N, D = −∂E/∂ε                            e·Å/atom
-fermi_level_per_atom       (μ − μ_ref)/N                                        V/atom
-polarizability             α − α_ref, 9 components                              e·Å²/V
-born_effective_charges     Z* − Z*_ref, 9 components per atom                   e
-esps                       potential at the nuclei − reference                  V
-field_features             field features − reference (model layout)            V, V/Å, V/Å²
-fixedpoint_scf_stability   gain ‖∂G/∂p v‖/‖v‖ of the SCF map (target 0)          1
-=========================  ===================================================  ==========
+==============================  ===================================================  ==========
+loss                            error per element                                    unit
+==============================  ===================================================  ==========
+energy_per_atom                 (E − E_ref)/N                                        eV/atom
+forces                          F − F_ref, per Cartesian component                   eV/Å
+stress                          σ − σ_ref, 9 components (periodic structures)        eV/Å³
+atomic_multipoles               p − p_ref, coefficients present in both              e, e·Å, e·Å²
+charges                         q − q_ref                                            e
+total_charge_per_atom           (Σq − Q)/N (input Q; always available)               e/atom
+dipole_per_atom                 (D − D_ref)/N, D = −∂E/∂ε                            e·Å/atom
+fermi_level_per_atom            (μ − μ_ref)/N                                        V/atom
+polarizability                  α − α_ref, 9 components                              e·Å²/V
+born_effective_charges          Z* − Z*_ref, 9 components per atom                   e
+esps                            potential at the nuclei − reference                  V
+field_features                  field features − reference (model layout)            V, V/Å, V/Å²
+fixedpoint_scf_stability        gain ‖∂G/∂p v‖/‖v‖ of the SCF map (target 0)          1
+magmoms                         m − m_ref, (N,) collinear or (N, 3) non-collinear    μ_B
+                                (not on constrained-moment structures)
+magnetic_moment_per_atom        (M − M_ref)/N, M = −(1/μ_B) ∂E/∂B                    μ_B/atom
+noncollinear_magnetic_forces    −∂E/∂m_i − reference, at the constrained moments     eV/μ_B
+magnetic_susceptibility         (χ − χ_ref)/μ_B, χ = −∂²E/∂B∂B, 9 components        μ_B/T
+==============================  ===================================================  ==========
+
+The magnetic losses need a model with magnetic moments (``magnetic_moments: collinear`` or
+``noncollinear``; ``noncollinear_magnetic_forces`` needs ``noncollinear``). A structure with a
+``noncollinear_magnetic_forces`` label is a constrained-moment calculation: the model holds its
+moments at its ``magmoms`` label (:func:`fpscf.training.forward.predict`), so that label is an
+input there and is left out of the ``magmoms`` loss.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from typing import Any
 import torch
 
 from fpscf.data.graph import AtomicGraph
+from fpscf.units import BOHR_MAGNETON
 
 #: Label each loss compares with (None: needs no label).
 LOSS_LABELS: dict[str, str | None] = {
@@ -48,12 +60,17 @@ LOSS_LABELS: dict[str, str | None] = {
     "esps": "esps",
     "field_features": "field_features",
     "fixedpoint_scf_stability": None,
+    "magmoms": "magmoms",
+    "magnetic_moment_per_atom": "magnetic_moment",
+    "noncollinear_magnetic_forces": "noncollinear_magnetic_forces",
+    "magnetic_susceptibility": "magnetic_susceptibility",
 }
 UNITS = {
     "energy_per_atom": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³", "atomic_multipoles": "e·Åˡ",
     "charges": "e", "total_charge_per_atom": "e/atom", "dipole_per_atom": "e·Å/atom",
     "fermi_level_per_atom": "V/atom", "polarizability": "e·Å²/V", "born_effective_charges": "e",
-    "esps": "V", "field_features": "V·Å⁻ˡ", "fixedpoint_scf_stability": "1",
+    "esps": "V", "field_features": "V·Å⁻ˡ", "fixedpoint_scf_stability": "1", "magmoms": "μ_B",
+    "magnetic_moment_per_atom": "μ_B/atom", "noncollinear_magnetic_forces": "eV/μ_B", "magnetic_susceptibility": "μ_B/T",
 }
 
 
@@ -141,6 +158,12 @@ def _loss(name: str, out: dict[str, Any], graph: AtomicGraph) -> LossTerm | None
         return _weighted(out["stress"] - reference, mask & periodic, weight)
     if name == "polarizability":
         return _weighted(out["polarizability"] - reference, mask, weight)
+    if name == "magnetic_moment_per_atom":
+        moment = _magnetic_output(out, "magnetic_moment", name)
+        return _weighted((moment - reference) / n_atoms[:, None], mask, weight)
+    if name == "magnetic_susceptibility":
+        # in μ_B/T (∂M/∂B): eV/T² values are ~1e-6 and would need huge loss weights
+        return _weighted((_magnetic_output(out, "magnetic_susceptibility", name) - reference) / BOHR_MAGNETON, mask, weight)
     # Per-atom labels: structure masks and weights broadcast to atoms.
     atom_mask, atom_weight = mask[batch], weight[batch]
     if name == "forces":
@@ -154,6 +177,15 @@ def _loss(name: str, out: dict[str, Any], graph: AtomicGraph) -> LossTerm | None
         return _weighted(out["born_effective_charges"] - reference, atom_mask, atom_weight)
     if name == "esps":
         return _weighted(out["esps"] - reference, atom_mask, atom_weight)
+    if name == "magmoms":
+        moments = _magnetic_output(out, "magmoms", name)
+        _check_moment_kind(moments, reference, "magmoms labels", name)
+        constrained = constrained_moments_mask(graph)[batch]
+        return _weighted(moments - reference, atom_mask & ~constrained, atom_weight)
+    if name == "noncollinear_magnetic_forces":
+        forces = _magnetic_output(out, "magnetic_forces", name)
+        _check_moment_kind(forces, reference, "noncollinear_magnetic_forces labels", name)
+        return _weighted(forces - reference, atom_mask, atom_weight)
     if name == "field_features":
         features = out["field_features"].reshape(graph.num_atoms, -1)
         if features.shape[1] != reference.shape[1]:
@@ -163,3 +195,37 @@ def _loss(name: str, out: dict[str, Any], graph: AtomicGraph) -> LossTerm | None
             )
         return _weighted(features - reference, atom_mask, atom_weight)
     raise ValueError(f"unknown loss {name!r}; choose from {list(LOSS_LABELS)}")
+
+
+def constrained_moments_mask(graph: AtomicGraph) -> torch.Tensor:
+    """(B,) bool: structures whose moments are constrained to their ``magmoms`` label, i.e. those
+    with a ``noncollinear_magnetic_forces`` label (a constrained-moment calculation)."""
+    mask = graph.label_masks.get("noncollinear_magnetic_forces")
+    if mask is None:
+        return torch.zeros(graph.num_graphs, dtype=torch.bool, device=graph.positions.device)
+    return mask
+
+
+def _magnetic_output(out: dict[str, Any], key: str, loss: str) -> torch.Tensor:
+    """A magnetic model output, or an error naming the model option that makes it."""
+    if key not in out:
+        raise ValueError(
+            f"loss {loss!r} needs the model output {key!r}, which is missing: a model with magnetic_moments: none "
+            f"has no magnetic outputs (set the model option magnetic_moments: collinear|noncollinear), and a "
+            f"magnetic model makes it when fpscf.training.forward.predict is given this loss"
+        )
+    return out[key]
+
+
+def _check_moment_kind(prediction: torch.Tensor, reference: torch.Tensor, what: str, loss: str) -> None:
+    """Collinear (N,) and non-collinear (N, 3) moments (or magnetic forces) cannot be compared."""
+    if prediction.shape == reference.shape:
+        return
+    kind = {1: "collinear (N,)", 2: "non-collinear (N, 3)"}
+    made = kind.get(prediction.ndim, f"shape {tuple(prediction.shape)}")
+    given = kind.get(reference.ndim, f"shape {tuple(reference.shape)}")
+    wanted = "noncollinear" if reference.ndim == 2 else "collinear"
+    raise ValueError(
+        f"loss {loss!r}: the {what} are {given} but the model's output is {made}; set the model option "
+        f"magnetic_moments: {wanted} to match the data (or convert the labels)"
+    )

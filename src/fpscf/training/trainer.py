@@ -5,7 +5,8 @@ Output directory (all files written atomically):
 - ``checkpoint.pt``: weights, optimizer state, epoch, best validation loss and metrics (plain
   tensors and numbers, loaded with ``weights_only=True``); ``--resume`` continues from it and
   gives the same weights as an uninterrupted run (batches are shuffled by a generator seeded
-  with ``seed`` and the epoch, so no random state has to be restored).
+  with ``seed`` and the epoch, so no random state has to be restored; time-reversal augmentation
+  uses no random numbers).
 - ``best.fpscf`` (lowest validation loss within the latest stage, whose loss it is measured by) and
   ``final.fpscf``: deployable models for :func:`fpscf.load_model` and ``FixedPointCalculator``.
 - ``config.yaml`` (the resolved config), ``metrics.csv``/``metrics.json``,
@@ -32,8 +33,16 @@ from fpscf.data.labels import PER_ATOM_LABELS
 from fpscf.model import FixedPointModel, build_model
 from fpscf.model_io import save_model
 from fpscf.training.config import StageConfig, TrainingConfig
-from fpscf.training.forward import NEEDS_FIELD_RESPONSE, predict
-from fpscf.training.losses import LOSS_LABELS, UNITS, LossTerm, compute_losses, losses_with_data
+from fpscf.training.augmentation import time_reversal_partners
+from fpscf.training.forward import NEEDS_FIELD_RESPONSE, NEEDS_MAGNETIC_RESPONSE, predict
+from fpscf.training.losses import (
+    LOSS_LABELS,
+    UNITS,
+    LossTerm,
+    compute_losses,
+    constrained_moments_mask,
+    losses_with_data,
+)
 from fpscf.training.reporting import (
     MetricRecord,
     MetricsLog,
@@ -113,8 +122,13 @@ class Trainer:
             {int(z) for atoms in read_extxyz(config.train_file, key_map) for z in atoms.numbers}
         )
         train = load_dataset(config.train_file, r_max, key_map, numbers, dtype=self.dtype)
+        magnetic = config.model.get("magnetic_moments", "none") != "none"
+        if magnetic:
+            _check_constrained_moments(train, config.train_file)
         if config.valid_file:
             valid = load_dataset(config.valid_file, r_max, key_map, numbers, dtype=self.dtype)
+            if magnetic:
+                _check_constrained_moments(valid, config.valid_file)
         else:
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed)).tolist()
             n_valid = max(1, int(round(config.valid_fraction * len(train))))
@@ -201,6 +215,9 @@ class Trainer:
         numbers, train, valid = self._load_data()
         model = self._build_model(numbers, train)
         optimizer = self._optimizer(model)
+        partners = None
+        if config.time_reversal_augmentation:
+            partners = time_reversal_partners(train, collinear=model.config.magnetic_moments == "collinear")
         metrics = MetricsLog()
         start_epoch, best = 0, math.inf
         if resume:
@@ -219,7 +236,7 @@ class Trainer:
                 best = math.inf  # "best" compares validation losses of one stage's loss only
             for group in optimizer.param_groups:
                 group["lr"] = stage.lr_at(epoch)
-            train_stats = self._train_epoch(model, optimizer, train, stage, epoch)
+            train_stats = self._train_epoch(model, optimizer, train, stage, epoch, partners)
             # At a stage's last epoch the validation pass also keeps reference/prediction pairs
             # for the parity plot, so the validation set is evaluated once per epoch.
             valid_stats, pairs = self._evaluate(model, valid, stage, keep=config.plot and epoch == stage.end)
@@ -247,14 +264,23 @@ class Trainer:
         last = metrics.latest(config.train_schedule[-1].name, "valid")
         return TrainingResult(self.output_dir, self.output_dir / "best.fpscf", final, {k: r.rmse for k, r in last.items()})
 
-    def _batches(self, graphs: list[AtomicGraph], size: int, generator: torch.Generator | None) -> list[AtomicGraph]:
+    def _batches(
+        self, graphs: list[AtomicGraph], size: int, generator: torch.Generator | None,
+        partners: dict[int, AtomicGraph] | None = None,
+    ) -> list[AtomicGraph]:
         """Batches of ``size`` structures (shuffled by ``generator``, in order without one).
 
-        Structures with field-response labels (α, Z*: several extra derivative passes through the
-        SCF) are batched only with each other, so the other batches skip those passes."""
-        groups: dict[tuple[str, ...], list[int]] = {}
+        Structures with response labels (α, Z*, χ: several extra derivative passes through the
+        SCF) are batched only with each other, so the other batches skip those passes. For a
+        magnetic model, structures whose moments are all held fixed (constrained moments, or
+        ``spin_on`` False) are batched apart from those that relax them, so their batches skip
+        the moment SCF. ``partners`` (structure index → time-reversed copy) are appended to the
+        batch of their structure."""
+        partners = partners or {}
+        magnetic = self.config.model.get("magnetic_moments", "none") != "none"
+        groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
         for index, graph in enumerate(graphs):
-            groups.setdefault(_response_labels(graph), []).append(index)
+            groups.setdefault((_response_labels(graph), magnetic and _holds_moments_fixed(graph)), []).append(index)
         chunks: list[list[int]] = []
         for key in sorted(groups):
             members = groups[key]
@@ -263,12 +289,18 @@ class Trainer:
             chunks.extend(members[k : k + size] for k in range(0, len(members), size))
         if generator is not None:
             chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
-        return [collate([graphs[i] for i in chunk]).to(device=self.device) for chunk in chunks]
+        return [
+            collate([graphs[i] for i in chunk] + [partners[i] for i in chunk if i in partners]).to(device=self.device)
+            for chunk in chunks
+        ]
 
-    def _train_epoch(self, model: FixedPointModel, optimizer: torch.optim.Optimizer, train: list[AtomicGraph], stage: StageConfig, epoch: int) -> _Accumulator:
+    def _train_epoch(
+        self, model: FixedPointModel, optimizer: torch.optim.Optimizer, train: list[AtomicGraph], stage: StageConfig,
+        epoch: int, partners: dict[int, AtomicGraph] | None = None,
+    ) -> _Accumulator:
         model.train()
         generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
-        batches = self._batches(train, self.config.batch_size, generator)
+        batches = self._batches(train, self.config.batch_size, generator, partners)
         stats = _Accumulator()
         losses = {name for name, w in stage.loss.items() if w > 0}
         bar = ProgressBar(len(batches), f"[{stage.name}] epoch {epoch + 1}/{self.config.num_epochs}", enabled=self.config.progress)
@@ -329,12 +361,14 @@ def _collect_pair(pairs: dict, name: str, batch: AtomicGraph, term: LossTerm) ->
         reference = np.zeros_like(errors)
     else:
         mask = batch.label_masks[label]
+        if name == "magmoms":  # constrained moments are inputs, not fitted
+            mask = mask & ~constrained_moments_mask(batch)
         if label in PER_ATOM_LABELS:
             mask = mask[batch.batch]
         reference = batch.labels[label][mask].detach().cpu().numpy()
         if name == "atomic_multipoles":
             reference = reference[:, : term.errors.shape[1]]
-        if name in ("energy_per_atom", "dipole_per_atom", "fermi_level_per_atom"):
+        if name in ("energy_per_atom", "dipole_per_atom", "fermi_level_per_atom", "magnetic_moment_per_atom"):
             atoms = batch.num_atoms_per_graph.to(torch.float64)[mask].cpu().numpy()
             reference = reference / (atoms if reference.ndim == 1 else atoms[:, None])
         reference = reference.reshape(-1)
@@ -351,8 +385,30 @@ def train(config_path: str | os.PathLike, overrides: list[str] | None = None, re
 
 
 def _response_labels(graph: AtomicGraph) -> tuple[str, ...]:
-    """The field-response labels (α, Z*) that a structure has, sorted."""
+    """The response labels (α, Z*, magnetic susceptibility) that a structure has, sorted."""
     return tuple(sorted(
-        label for label in NEEDS_FIELD_RESPONSE
+        label for label in NEEDS_FIELD_RESPONSE | NEEDS_MAGNETIC_RESPONSE
         if label in graph.label_masks and bool(graph.label_masks[label].any())
     ))
+
+
+def _holds_moments_fixed(graph: AtomicGraph) -> bool:
+    """The moments of this structure are not relaxed: constrained to its magmoms label, or zero
+    because it is not magnetic (``spin_on`` False)."""
+    not_magnetic = graph.spin_on is not None and not bool(graph.spin_on.any())
+    return bool(constrained_moments_mask(graph).all()) or not_magnetic
+
+
+def _check_constrained_moments(graphs: list[AtomicGraph], path: str) -> None:
+    """A structure with magnetic forces (a constrained-moment calculation) needs the ``magmoms``
+    label its moments are held at."""
+    missing = [
+        k for k, g in enumerate(graphs)
+        if bool(constrained_moments_mask(g).any()) and not ("magmoms" in g.label_masks and bool(g.label_masks["magmoms"].all()))
+    ]
+    if missing:
+        raise TrainingError(
+            f"{len(missing)} structures of {path} (first: index {missing[0]}) have noncollinear_magnetic_forces (a "
+            "constrained-moment calculation) but no magmoms label giving the constrained moments; add the magmoms "
+            "(or set key_map.magmoms to their key), or remove their magnetic forces"
+        )
