@@ -118,6 +118,11 @@ class HeisenbergZeeman:
         }
 
 
+#: A paramagnet near its critical point (M(B) linear at low field, saturating at high field): the
+#: reference of the magnetic training example and tests.
+PARAMAGNET = HeisenbergZeeman(exchange=0.002, quadratic=0.004, quartic=0.01)
+
+
 def random_cluster(rng: np.random.Generator, n_atoms: int, symbol: str = "Fe", box: float = 3.6, min_distance: float = 2.0):  # noqa: ANN201
     """An ase.Atoms cluster of ``n_atoms`` placed at random in a cube of side ``box`` Å, no two
     atoms closer than ``min_distance`` Å."""
