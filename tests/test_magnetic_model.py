@@ -276,3 +276,50 @@ def test_magnetic_model_saves_and_loads(tmp_path):
     b = _properties(loaded, atoms, ["energy", "magmoms"])
     assert abs(a["energy"] - b["energy"]) < 1e-12
     assert np.allclose(a["magmoms"], b["magmoms"], atol=1e-9)
+
+
+def test_polarizability_and_born_charges_of_a_magnetic_model_equal_finite_differences_of_the_dipole():
+    model = _model("noncollinear")
+    atoms = _cluster()
+    exact = _properties(model, atoms, ["polarizability", "born_effective_charges"])
+    h = 1e-3
+    for a in range(3):
+        da = np.eye(3)[a] * h
+        plus = _properties(model, atoms, ["dipole"], electric_field=FIELD_E + da)["dipole"]
+        minus = _properties(model, atoms, ["dipole"], electric_field=FIELD_E - da)["dipole"]
+        assert np.allclose((plus - minus) / (2 * h), exact["polarizability"][a], atol=1e-6)
+    h = 1e-4
+    for atom, axis in [(1, 0), (4, 2)]:
+        dipoles = []
+        for sign in (1, -1):
+            moved = atoms.copy()
+            moved.positions[atom, axis] += sign * h
+            dipoles.append(_properties(model, moved, ["dipole"])["dipole"])
+        assert np.allclose((dipoles[0] - dipoles[1]) / (2 * h), exact["born_effective_charges"][atom, :, axis], atol=1e-6)
+
+
+def test_periodic_magnetic_crystal_forces_and_stress_equal_finite_differences():
+    from ase.build import bulk
+
+    model = _model("noncollinear")
+    atoms = bulk("Fe", "bcc", a=2.87, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=2)
+    atoms.arrays.pop("initial_magmoms")
+    atoms.set_initial_magnetic_moments(np.array([0.2, 0.1, 1.5]) + np.random.default_rng(4).normal(scale=0.2, size=(4, 3)))
+    exact = _properties(model, atoms, ["energy", "forces", "stress", "magnetic_moment"])
+    h = 1e-4
+    moved = []
+    for sign in (1, -1):
+        probe = atoms.copy()
+        probe.positions[2, 1] += sign * h
+        moved.append(_properties(model, probe, ["energy"])["energy"])
+    assert abs(-(moved[0] - moved[1]) / (2 * h) - exact["forces"][2, 1]) < 1e-6
+    strained = []
+    for sign in (1, -1):
+        probe = atoms.copy()
+        deformation = np.eye(3)
+        deformation[0, 2] = deformation[2, 0] = sign * h / 2
+        probe.set_cell(atoms.cell.array @ deformation, scale_atoms=True)
+        strained.append(_properties(model, probe, ["energy"])["energy"])
+    numeric = (strained[0] - strained[1]) / (2 * h) / atoms.get_volume()
+    assert abs(numeric - exact["stress"][4]) < 1e-7  # Voigt xz
