@@ -323,3 +323,34 @@ def test_periodic_magnetic_crystal_forces_and_stress_equal_finite_differences():
         strained.append(_properties(model, probe, ["energy"])["energy"])
     numeric = (strained[0] - strained[1]) / (2 * h) / atoms.get_volume()
     assert abs(numeric - exact["stress"][4]) < 1e-7  # Voigt xz
+
+
+def _two_moments(field_tesla: float):
+    from fpscf.scf.magnetic import MagneticTerms
+
+    z = torch.zeros(2, dtype=torch.float64)
+    zeeman = torch.tensor([[0.0, 0.0, field_tesla]] * 2, dtype=torch.float64) * BOHR_MAGNETON
+    return MagneticTerms(
+        quadratic=torch.full((2,), -0.04, dtype=torch.float64), quartic=torch.full((2,), 0.01, dtype=torch.float64),
+        anisotropy=z, axis=torch.zeros(2, 3, dtype=torch.float64), bias=torch.zeros(2, 3, dtype=torch.float64),
+        linear_me=z, exchange=torch.tensor([0.01, 0.01], dtype=torch.float64), spin_current=torch.zeros(2, dtype=torch.float64),
+        bond=torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]], dtype=torch.float64), local_field=torch.zeros(2, 3, dtype=torch.float64),
+        zeeman=zeeman, edge_index=torch.tensor([[0, 1], [1, 0]]),
+    )
+
+
+def test_moment_minimiser_reaches_the_analytic_ferromagnet_and_reports_failure_with_its_history():
+    from fpscf.scf.magnetic import minimise_moments
+    from fpscf.scf.settings import SCFSettings
+    from fpscf.scf.solver import SCFConvergenceError
+
+    terms = _two_moments(50.0)
+    start = torch.tensor([[1.0, 0.2, 0.1], [-0.3, 1.0, 0.4]], dtype=torch.float64)
+    active = torch.tensor([True, True])
+    result = minimise_moments(terms, start, active, SCFSettings(tolerance=1e-12))
+    # parallel moments along B with 2α s + 4β s³ = J s + μ_B B (exchange field of the other moment)
+    s = result.solution[0, 2]
+    assert torch.allclose(result.solution, torch.stack([torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), s.expand(2)], 1), atol=1e-9)
+    assert abs(float(2 * -0.04 * s + 4 * 0.01 * s**3 - 0.01 * s - BOHR_MAGNETON * 50.0)) < 1e-11
+    with pytest.raises(SCFConvergenceError, match="moment SCF did not converge after 2 steps.*Residual history"):
+        minimise_moments(terms, start, active, SCFSettings(tolerance=1e-14, max_steps=2))

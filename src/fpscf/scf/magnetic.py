@@ -44,7 +44,7 @@ from fpscf.nn import MLP, IrrepsReadout
 from fpscf.scf.implicit import implicit_fixed_point
 from fpscf.scf.krylov import LinearSolveSettings, gmres
 from fpscf.scf.settings import SCFSettings
-from fpscf.scf.solver import SCFConvergenceError, SCFResult, _history_text
+from fpscf.scf.solver import SCFConvergenceError, SCFResult, format_residual_history
 from fpscf.tensor_tree import split_differentiable
 from fpscf.units import BOHR_MAGNETON
 
@@ -147,7 +147,7 @@ def minimise_moments(terms: MagneticTerms, start: torch.Tensor, active: torch.Te
             optimizer.step(closure)
     message = (
         f"moment SCF did not converge after {len(history)} steps (tolerance {settings.tolerance:.1e} μB). Residual "
-        f"history (max |P ∂E/∂m|): [{_history_text(history)}]. Try other initial moments "
+        f"history (max |P ∂E/∂m|): [{format_residual_history(history)}]. Try other initial moments "
         "(atoms.set_initial_magnetic_moments), a small magnetic field to lift a degeneracy, or a larger max_scf_steps; "
         "pass on_scf_failure='warn' to continue anyway."
     )

@@ -35,7 +35,7 @@ class SCFResult:
     residual_history: list[float] = field(default_factory=list)
 
 
-def _history_text(history: list[float]) -> str:
+def format_residual_history(history: list[float]) -> str:
     shown = history if len(history) <= 12 else history[:4] + [math.nan] + history[-7:]
     return ", ".join("…" if math.isnan(r) else f"{r:.3e}" for r in shown)
 
@@ -44,7 +44,7 @@ def _failure(reason: str, history: list[float], settings: SCFSettings) -> str:
     return (
         f"SCF {reason} after {len(history)} steps (tolerance {settings.tolerance:.1e}, mixing "
         f"'{settings.mixing}', mixing_parameter {settings.mixing_parameter}). Residual history "
-        f"(max |G(p) − p|): [{_history_text(history)}]. Try: a smaller mixing_parameter "
+        f"(max |G(p) − p|): [{format_residual_history(history)}]. Try: a smaller mixing_parameter "
         f"(e.g. {settings.mixing_parameter / 2:g}), mixing='anderson', a larger max_scf_steps, or check "
         "the structure (overlapping or far-extrapolated atoms); pass on_failure='warn' to continue anyway."
     )
