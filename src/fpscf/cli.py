@@ -79,6 +79,31 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _data_crystal(args: argparse.Namespace) -> int:
+    """Run ``fpscf data crystal``: sample crystal cells and label them with Quantum ESPRESSO (resumable)."""
+    import dataclasses
+
+    from fpscf.datagen.runner import DataGenerationError, crystal_dataset, require_labeller
+
+    try:
+        require_labeller("qe")
+        from fpscf.datagen.qe_labels import QESettings
+
+        chosen = {"ecutwfc": args.ecutwfc, "kspacing": args.kspacing}
+        settings = dataclasses.replace(QESettings(), raman=not args.no_raman, **{k: v for k, v in chosen.items() if v})
+        path = crystal_dataset(
+            args.out, args.n, args.seed, workers=args.workers, response_fraction=args.response_fraction,
+            max_response_atoms=args.max_response_atoms, settings=settings, formula=args.formula,
+            lattice_constant=args.lattice_constant, supercell=tuple(args.supercell), rattle=tuple(args.rattle),
+            max_strain=args.max_strain,
+        )
+    except (OSError, ValueError, DataGenerationError) as error:
+        print(f"fpscf data: error: {error}", file=sys.stderr)
+        return 2
+    print(f"data set: {path}")
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     """Run ``fpscf data water``: sample water structures and label them (resumable, see runner)."""
     import dataclasses
@@ -224,6 +249,27 @@ def main(argv: list[str] | None = None) -> int:
     water.add_argument("--basis", help="DFT basis (default: DFTSettings)")
     water.add_argument("--xc", help="DFT functional (default: DFTSettings)")
     water.set_defaults(func=_data)
+    crystal = data_sets.add_parser(
+        "crystal", help="rattled and strained zinc-blende cells (AlAs) labelled by Quantum ESPRESSO (pw.x, ph.x at Γ)",
+        description="Resumable: run the same command again to finish an interrupted run. Needs pw.x and ph.x "
+                    "(apt-get install quantum-espresso quantum-espresso-data).",
+    )
+    crystal.add_argument("--out", required=True, help="output directory (data.xyz, parts/, manifest.json)")
+    crystal.add_argument("--n", type=int, required=True, help="number of structures (sample 0 is the ideal cell)")
+    crystal.add_argument("--seed", type=int, default=0)
+    crystal.add_argument("--formula", default="AlAs", help="zinc-blende compound (default AlAs)")
+    crystal.add_argument("--lattice-constant", type=float, help="Å (default: the LDA value for the formula)")
+    crystal.add_argument("--supercell", type=int, nargs=3, default=[1, 1, 1], help="repeats of the 8-atom cubic cell")
+    crystal.add_argument("--rattle", type=float, nargs=2, default=[0.01, 0.08], help="range of displacement widths, Å")
+    crystal.add_argument("--max-strain", type=float, default=0.02, help="largest strain component")
+    crystal.add_argument("--workers", type=int, default=1, help="parallel worker processes (pw.x/ph.x run serially in each)")
+    crystal.add_argument("--response-fraction", type=float, default=0.3,
+                         help="fraction with ε∞, Born charges and Raman tensors from ph.x (default 0.3)")
+    crystal.add_argument("--max-response-atoms", type=int, default=16, help="largest cell that gets response labels")
+    crystal.add_argument("--ecutwfc", type=float, help="plane-wave cutoff, Ry (default: QESettings)")
+    crystal.add_argument("--kspacing", type=float, help="k-mesh spacing, 1/Å with 2π (default: QESettings)")
+    crystal.add_argument("--no-raman", action="store_true", help="skip the Raman tensors (ε∞ and Born charges only)")
+    crystal.set_defaults(func=_data_crystal)
     spectra = sub.add_parser(
         "spectra", help="IR/Raman spectra: fpscf spectra STRUCTURE [--model M] [--relax] --out DIR",
         description="Molecules (non-periodic): normal modes from the exact Hessian. Crystals (periodic): phonopy "

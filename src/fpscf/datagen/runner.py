@@ -43,8 +43,9 @@ from fpscf.atomic_files import atomic_write
 from fpscf.data.extxyz import read_extxyz, write_extxyz
 from fpscf.datagen.water import DATA_EXTRA_HINT
 
-#: Labelling methods: PySCF DFT (``pyscf_labels.label_structure``) or GFN2-xTB (``label_xtb``).
-METHODS = ("dft", "xtb")
+#: Labelling methods: PySCF DFT (``pyscf_labels.label_structure``), GFN2-xTB (``label_xtb``) or
+#: Quantum ESPRESSO for periodic crystals (``qe_labels.label_structure``).
+METHODS = ("dft", "xtb", "qe")
 #: Environment variables that set the thread count of the numerical libraries in a worker.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: Positions of a part file must match the structure to this tolerance (Å; files keep 8 decimals).
@@ -159,7 +160,7 @@ def generate_dataset(
 
     tasks = [
         _Task(i, by_id[i], method,
-              method == "dft" and len(by_id[i]) <= max_response_atoms and _wants_response(seed, i, response_fraction),
+              method in ("dft", "qe") and len(by_id[i]) <= max_response_atoms and _wants_response(seed, i, response_fraction),
               settings, str(_part_path(parts_dir, i)))
         for i in todo
     ]
@@ -218,26 +219,7 @@ def water_dataset(
 
     if method == "xtb":
         sampling.setdefault("field_fraction", 0.0)
-    out_dir = Path(out_dir)
-    parameters = json.loads(json.dumps({"n": n, "seed": seed, **sampling}, default=list))
-    structures_path, sampling_path = out_dir / "structures.xyz", out_dir / "sampling.json"
-    structures = None
-    if structures_path.is_file() and sampling_path.is_file():
-        if json.loads(sampling_path.read_text()) == parameters:
-            structures = read_extxyz(structures_path) if n > 0 else []
-            if progress:
-                _log(f"reusing {len(structures)} sampled structures from {structures_path}")
-    if structures is None:
-        start = time.perf_counter()
-        structures = sample_water_structures(n, seed, **sampling)
-        if progress:
-            _log(f"sampled {len(structures)} structures in {time.perf_counter() - start:.1f} s")
-        sampling_path.unlink(missing_ok=True)  # never pair new structures with old parameters
-        if structures:
-            write_extxyz(structures_path, structures)
-            # label what the file holds (8 decimals), so a resumed run labels identical inputs
-            structures = read_extxyz(structures_path)
-        _write_json_atomic(sampling_path, parameters)
+    structures, parameters = _sampled_structures(Path(out_dir), sample_water_structures, n, seed, sampling, progress)
     return generate_dataset(
         structures, out_dir, method=method, workers=workers,
         threads_per_worker=threads_per_worker, response_fraction=response_fraction,
@@ -246,13 +228,75 @@ def water_dataset(
     )
 
 
+def crystal_dataset(
+    out_dir: str | os.PathLike[str],
+    n: int,
+    seed: int,
+    *,
+    workers: int = 1,
+    threads_per_worker: int | None = None,
+    response_fraction: float = 0.3,
+    max_response_atoms: int = 16,
+    settings: Any = None,
+    progress: bool = True,
+    **sampling: Any,
+) -> Path:
+    """Sample rattled and strained crystal cells and label them with Quantum ESPRESSO: what
+    ``fpscf data crystal`` runs. Structures come from
+    :func:`fpscf.datagen.crystal.sample_crystal_structures` (``n``, ``seed``, ``sampling``) and are
+    kept in ``out_dir/structures.xyz`` like :func:`water_dataset`'s; a seeded ``response_fraction``
+    also gets ε∞, Born charges and Raman tensors from ph.x. Returns ``out_dir/data.xyz``."""
+    from fpscf.datagen.crystal import sample_crystal_structures
+
+    structures, parameters = _sampled_structures(Path(out_dir), sample_crystal_structures, n, seed, sampling, progress)
+    return generate_dataset(
+        structures, out_dir, method="qe", workers=workers,
+        threads_per_worker=threads_per_worker, response_fraction=response_fraction,
+        max_response_atoms=max_response_atoms, settings=settings, seed=seed, progress=progress,
+        metadata={"structures": "crystal", "sampling": parameters},
+    )
+
+
+def _sampled_structures(
+    out_dir: Path, sample: Any, n: int, seed: int, sampling: dict[str, Any], progress: bool
+) -> tuple[list[Atoms], dict[str, Any]]:
+    """The structures ``sample(n, seed, **sampling)``, saved to ``out_dir/structures.xyz`` with their
+    parameters in ``out_dir/sampling.json`` and reused on a restart with the same parameters, so a
+    resumed run labels exactly the structures of the first one."""
+    parameters = json.loads(json.dumps({"n": n, "seed": seed, **sampling}, default=list))
+    structures_path, sampling_path = out_dir / "structures.xyz", out_dir / "sampling.json"
+    if structures_path.is_file() and sampling_path.is_file() and json.loads(sampling_path.read_text()) == parameters:
+        structures = read_extxyz(structures_path) if n > 0 else []
+        if progress:
+            _log(f"reusing {len(structures)} sampled structures from {structures_path}")
+        return structures, parameters
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    structures = sample(n, seed, **sampling)
+    if progress:
+        _log(f"sampled {len(structures)} structures in {time.perf_counter() - start:.1f} s")
+    sampling_path.unlink(missing_ok=True)  # never pair new structures with old parameters
+    if structures:
+        write_extxyz(structures_path, structures)
+        # label what the file holds (8 decimals), so a resumed run labels identical inputs
+        structures = read_extxyz(structures_path)
+    _write_json_atomic(sampling_path, parameters)
+    return structures, parameters
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs and resumption
 # --------------------------------------------------------------------------------------------
 
 
 def require_labeller(method: str) -> None:
-    """Raise an ImportError with the install hint if the code behind ``method`` is missing."""
+    """Raise an ImportError (FileNotFoundError for Quantum ESPRESSO's programs) with the install
+    hint if the code behind ``method`` is missing."""
+    if method == "qe":
+        from fpscf.datagen.qe_labels import require_quantum_espresso
+
+        require_quantum_espresso()
+        return
     module = {"dft": "pyscf", "xtb": "tblite"}[method]
     try:
         __import__(module)
@@ -263,6 +307,14 @@ def require_labeller(method: str) -> None:
 
 def _resolve_settings(method: str, settings: Any) -> Any:
     require_labeller(method)
+    if method == "qe":
+        from fpscf.datagen.qe_labels import QESettings
+
+        if settings is None:
+            return QESettings()
+        if not isinstance(settings, QESettings):
+            raise ValueError(f"settings = {settings!r}: expected a fpscf.datagen.qe_labels.QESettings.")
+        return settings
     if method == "xtb":
         if settings is not None:
             raise ValueError("settings are for method 'dft' (DFTSettings); method 'xtb' takes none.")
@@ -427,6 +479,12 @@ def _label_and_write(task: _Task) -> tuple[int, dict[str, Any] | None, float]:
             from fpscf.datagen.pyscf_labels import label_structure
 
             labelled = label_structure(task.atoms, task.settings, task.response)
+        elif task.method == "qe":
+            from fpscf.datagen.qe_labels import label_structure as label_crystal
+
+            work = Path(task.part_path).parent.parent / "work"
+            work.mkdir(exist_ok=True)
+            labelled = label_crystal(task.atoms, task.settings, task.response, workdir=str(work))
         else:
             from fpscf.datagen.water import label_xtb
 
