@@ -95,7 +95,7 @@ def _data_crystal(args: argparse.Namespace) -> int:
             args.out, args.n, args.seed, workers=args.workers, response_fraction=args.response_fraction,
             max_response_atoms=args.max_response_atoms, settings=settings, formula=args.formula,
             lattice_constant=args.lattice_constant, supercell=tuple(args.supercell), rattle=tuple(args.rattle),
-            max_strain=args.max_strain,
+            max_strain=args.max_strain, cell=args.cell,
         )
     except (OSError, ValueError, DataGenerationError) as error:
         print(f"fpscf data: error: {error}", file=sys.stderr)
@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     crystal.add_argument("--seed", type=int, default=0)
     crystal.add_argument("--formula", default="AlAs", help="zinc-blende compound (default AlAs)")
     crystal.add_argument("--lattice-constant", type=float, help="Å (default: the LDA value for the formula)")
-    crystal.add_argument("--supercell", type=int, nargs=3, default=[1, 1, 1], help="repeats of the 8-atom cubic cell")
+    crystal.add_argument("--cell", choices=["cubic", "primitive"], default="cubic", help="8-atom cubic or 2-atom primitive cell")
+    crystal.add_argument("--supercell", type=int, nargs=3, default=[1, 1, 1], help="repeats of the cell")
     crystal.add_argument("--rattle", type=float, nargs=2, default=[0.01, 0.08], help="range of displacement widths, Å")
     crystal.add_argument("--max-strain", type=float, default=0.02, help="largest strain component")
     crystal.add_argument("--workers", type=int, default=1, help="parallel worker processes (pw.x/ph.x run serially in each)")

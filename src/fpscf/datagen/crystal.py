@@ -1,7 +1,8 @@
 """Rattled and strained cells of a zinc-blende crystal: the structures of ``fpscf data crystal``.
 
-Sample 0 is the ideal cubic cell at the given lattice constant; every other sample is the
-``supercell`` of the 8-atom conventional cell under a random symmetric strain (each component
+Sample 0 is the ideal cell at the given lattice constant; every other sample is the ``supercell``
+of the 8-atom cubic cell (``cell="cubic"``) or the 2-atom primitive cell (``cell="primitive"``: cheap
+enough for many DFPT response labels) under a random symmetric strain (each component
 uniform in ±``max_strain``) with every atom displaced by a Gaussian of a width drawn uniformly from
 ``rattle`` (Å). Structures carry ``info["sample_id"]`` and ``info["rattle"]``/``info["strain"]``.
 """
@@ -20,6 +21,7 @@ LDA_LATTICE_CONSTANTS = {"AlAs": 5.595}
 def sample_crystal_structures(
     n: int, seed: int, *, formula: str = "AlAs", lattice_constant: float | None = None,
     supercell: tuple[int, int, int] = (1, 1, 1), rattle: tuple[float, float] = (0.01, 0.08), max_strain: float = 0.02,
+    cell: str = "cubic",
 ) -> list[Atoms]:
     """``n`` periodic cells of the zinc-blende ``formula`` (positions Å), sample 0 ideal."""
     if n < 0 or not 0 <= rattle[0] <= rattle[1] or not 0 <= max_strain < 0.2:
@@ -28,7 +30,9 @@ def sample_crystal_structures(
         if formula not in LDA_LATTICE_CONSTANTS:
             raise ValueError(f"no default lattice constant for {formula!r}; pass lattice_constant (Å)")
         lattice_constant = LDA_LATTICE_CONSTANTS[formula]
-    ideal = bulk(formula, "zincblende", a=lattice_constant, cubic=True).repeat(tuple(supercell))
+    if cell not in ("cubic", "primitive"):
+        raise ValueError(f"cell must be 'cubic' or 'primitive', got {cell!r}")
+    ideal = bulk(formula, "zincblende", a=lattice_constant, cubic=cell == "cubic").repeat(tuple(supercell))
     ideal.arrays.pop("initial_magmoms", None)
     rng = np.random.default_rng(seed)
     structures = []

@@ -188,6 +188,49 @@ def _add_response(labelled: Atoms, settings: QESettings, directory: Path) -> Non
         labelled.arrays["raman_tensors"] = raman_from_angstrom2(parse_raman_angstrom2(text, n_atoms)).reshape(n_atoms, 27)
 
 
+def dfpt_gamma_reference(
+    atoms: Atoms, settings: QESettings | None = None, q_direction: tuple[float, float, float] = (1.0, 0.0, 0.0),
+    workdir: str | None = None,
+) -> dict[str, np.ndarray]:
+    """DFPT reference at Γ for validating a model (issue I): pw.x, ph.x with phonons, ε∞, Born
+    charges (and Raman tensors with ``settings.raman``), then dynmat.x with the crystal acoustic sum
+    rule and the non-analytical term along ``q_direction`` (so the polar modes along it are LO).
+
+    Returns ``frequencies`` (3N,) cm⁻¹ (ascending; LO along q_direction), ``ir_intensities`` and
+    ``raman_activities`` (dynmat.x's units: (D/Å)²/amu and Å⁴/amu), ``dielectric_tensor`` (3, 3),
+    ``born_effective_charges`` (N, 3, 3) e and ``raman_tensors`` (N, 3, 3, 3) e·Å/V (fpscf units)."""
+    require_quantum_espresso()
+    if shutil.which("dynmat.x") is None:
+        raise FileNotFoundError(f"dynmat.x not found on PATH; {QE_INSTALL_HINT}")
+    settings = settings or QESettings()
+    directory = Path(tempfile.mkdtemp(prefix="qe_dfpt_", dir=workdir))
+    try:
+        _run_pw(atoms, settings, directory)
+        ph_input = (
+            "phonons and dielectric response at Gamma\n&inputph\n"
+            f"  prefix='fpscf', outdir='./tmp', tr2_ph={settings.tr2_ph:.1e}, epsil=.true., trans=.true.,\n"
+            f"  lraman={'.true.' if settings.raman else '.false.'}, fildyn='dyn'\n/\n0.0 0.0 0.0\n"
+        )
+        text = _run("ph.x", ph_input, directory, settings)
+        q = ", ".join(f"q({k + 1})={float(v):.6f}" for k, v in enumerate(q_direction))
+        modes = _run("dynmat.x", f"&input fildyn='dyn', asr='crystal', {q} /\n", directory, settings)
+    finally:
+        if not settings.keep_files:
+            shutil.rmtree(directory, ignore_errors=True)
+    n_atoms = len(atoms)
+    rows = re.findall(r"^\s*\d+\s+(" + _NUMBER + r")\s+" + _NUMBER + r"\s+(" + _NUMBER + r")\s+(" + _NUMBER + r")", modes.split("# mode")[-1], re.M)
+    if len(rows) < 3 * n_atoms:
+        raise RuntimeError(f"dynmat.x output has {len(rows)} modes, expected {3 * n_atoms}")
+    table = np.array(rows[: 3 * n_atoms], dtype=float)
+    reference = {
+        "frequencies": table[:, 0], "ir_intensities": table[:, 1], "raman_activities": table[:, 2],
+        "dielectric_tensor": parse_dielectric_tensor(text), "born_effective_charges": parse_born_charges(text, n_atoms),
+    }
+    if settings.raman:
+        reference["raman_tensors"] = raman_from_angstrom2(parse_raman_angstrom2(text, n_atoms))
+    return reference
+
+
 def parse_dielectric_tensor(text: str) -> np.ndarray:
     """ε∞ (3, 3) from ph.x output (the DFPT value, not the finite-difference one of a Raman run)."""
     match = re.search(r"Dielectric constant in cartesian axis\s*\n\s*\n((?:\s*\(.*\)\s*\n){3})", text)
@@ -235,6 +278,6 @@ def raman_from_inverse_bohr(tensor: np.ndarray, volume: float) -> np.ndarray:
 
 
 __all__ = [
-    "QESettings", "QE_INSTALL_HINT", "kpoint_mesh", "label_structure", "parse_born_charges", "parse_dielectric_tensor",
+    "QESettings", "QE_INSTALL_HINT", "dfpt_gamma_reference", "kpoint_mesh", "label_structure", "parse_born_charges", "parse_dielectric_tensor",
     "parse_raman_angstrom2", "raman_from_angstrom2", "raman_from_inverse_bohr", "require_quantum_espresso",
 ]
