@@ -262,7 +262,7 @@ class MagneticChannel(torch.nn.Module):
         self, terms: MagneticTerms, start: torch.Tensor, active: torch.Tensor, settings: SCFSettings,
         linear_solve: LinearSolveSettings,
     ) -> tuple[torch.Tensor, SCFResult]:
-        """Moments (N, C) μ_B: active atoms relaxed to a stationary point of E_mag from ``start``,
+        """Moments (N, C) μ_B: active atoms relaxed to a minimum of E_mag from ``start``,
         the others kept at ``start``; differentiable (exactly, by the implicit function theorem)
         with respect to every tensor the terms were built from."""
         detached = MagneticTerms(*(t.detach() for t in terms))
