@@ -12,6 +12,8 @@ from fpscf.scf.updates import EMBEDDING_TYPES, NONLINEARITY_TYPES, UPDATE_TYPES
 PBC_METHODS = ("realspace", "pbc", "slab", "auto")
 #: Magnetic channel: no moments, collinear scalar moments (0e) or non-collinear axial vectors (1e).
 MAGNETIC_MOMENT_TYPES = ("none", "collinear", "noncollinear")
+#: How a periodic structure's charges couple to a uniform field (fpscf/electrostatics/applied_field.py).
+FIELD_COUPLINGS = ("positions", "bond_midpoints")
 
 
 def _default_update() -> dict[str, str]:
@@ -54,6 +56,8 @@ class ModelConfig:
     use_linear_local_charges: bool = False
     atom_density_scaling: Any = None
     field_readout_config: dict = field(default_factory=lambda: {"type": "StrictQuadraticFieldEnergyReadout"})
+    field_coupling: str = "positions"
+    field_coupling_bond_range: Any = None
     atomic_energies: Any = None
     magnetic_moments: str = "none"
     spin_on_embedding: bool = False
@@ -76,6 +80,7 @@ class ModelConfig:
             "type": UPDATE_TYPES, "potential_embedding_cls": EMBEDDING_TYPES, "nonlinearity_cls": NONLINEARITY_TYPES,
         })
         _check_choice("field_readout_config", self.field_readout_config, {"type": READOUT_TYPES})
+        self._check_field_coupling()
         n_norms = len(self.field_feature_widths) * (self.field_feature_max_l + 1)
         norms = self.field_feature_norms
         if not (norms is None or norms == "average" or (isinstance(norms, (list, tuple)) and len(norms) == n_norms)):
@@ -97,11 +102,31 @@ class ModelConfig:
                     f"unknown {unknown}, missing {missing}"
                 )
 
+    def _check_field_coupling(self) -> None:
+        if self.field_coupling not in FIELD_COUPLINGS:
+            raise ValueError(f"field_coupling={self.field_coupling!r} is not valid; choose one of {FIELD_COUPLINGS}")
+        bond_range = self.field_coupling_bond_range
+        if self.field_coupling == "positions":
+            if bond_range is not None:
+                raise ValueError("field_coupling_bond_range is only used with field_coupling: bond_midpoints; remove it")
+            return
+        if not (isinstance(bond_range, (list, tuple)) and len(bond_range) == 2):
+            raise ValueError(
+                "field_coupling: bond_midpoints needs field_coupling_bond_range: [r_on, r_off] (Å): bonds shorter "
+                "than r_on count fully, longer than r_off not at all, e.g. [2.9, 3.4] for AlAs (bond 2.42 Å, "
+                f"next neighbours 3.96 Å); got {bond_range!r}"
+            )
+        r_on, r_off = (float(v) for v in bond_range)
+        if not 0.0 < r_on < r_off <= self.r_max:
+            raise ValueError(f"field_coupling_bond_range [r_on, r_off] needs 0 < r_on < r_off <= r_max = {self.r_max} Å, got {list(bond_range)}")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-serialisable)."""
         data = asdict(self)
         data["atomic_numbers"] = list(self.atomic_numbers)
         data["field_feature_widths"] = list(self.field_feature_widths)
+        if self.field_coupling_bond_range is not None:
+            data["field_coupling_bond_range"] = [float(v) for v in self.field_coupling_bond_range]
         if isinstance(self.atom_density_scaling, dict):
             data["atom_density_scaling"] = {str(k): float(v) for k, v in self.atom_density_scaling.items()}
         if isinstance(self.atomic_energies, dict):
@@ -116,6 +141,8 @@ class ModelConfig:
                 data[key] = {int(k): float(v) for k, v in data[key].items()}
         data["atomic_numbers"] = tuple(int(z) for z in data["atomic_numbers"])
         data["field_feature_widths"] = tuple(float(w) for w in data["field_feature_widths"])
+        if data.get("field_coupling_bond_range") is not None:
+            data["field_coupling_bond_range"] = tuple(float(v) for v in data["field_coupling_bond_range"])
         return cls(**data)
 
 

@@ -16,7 +16,7 @@ from e3nn import o3
 
 from fpscf.config import ModelConfig, make_config
 from fpscf.data.graph import AtomicGraph, edge_vectors
-from fpscf.electrostatics.applied_field import applied_field_features, total_dipole
+from fpscf.electrostatics.applied_field import applied_field_features, bond_midpoint_coordinates, total_dipole
 from fpscf.electrostatics.gaussian_multipoles import (
     ElectrostaticsConfig,
     GaussianMultipoleElectrostatics,
@@ -214,8 +214,22 @@ class FixedPointModel(torch.nn.Module):
             for b in range(graph.num_graphs)
         ]
         geometry = self.electrostatics.prepare(positions, cell, graph.batch, boundary)
-        external = applied_field_features(positions, field[graph.batch], self.electrostatics.config.max_l)
+        coordinates = self.field_coordinates(graph, positions, cell)
+        external = applied_field_features(coordinates, field[graph.batch], self.electrostatics.config.max_l)
         return geometry, external
+
+    def field_coordinates(self, graph: AtomicGraph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """Where each atom's charge meets a uniform field, (N, 3) Å: its position, or with
+        ``field_coupling="bond_midpoints"`` and a periodic structure its displacement from the
+        centroid of its bond midpoints (image-independent; see fpscf/electrostatics/applied_field.py)."""
+        if self.config.field_coupling == "positions":
+            return positions
+        r_on, r_off = self.config.field_coupling_bond_range
+        midpoints = bond_midpoint_coordinates(
+            edge_vectors(graph, positions, cell), graph.edge_index[1], graph.num_atoms, float(r_on), float(r_off)
+        )
+        periodic = graph.pbc.to(torch.bool).any(dim=-1)[graph.batch]
+        return torch.where(periodic[:, None], midpoints, positions)
 
     def _potential_features(
         self, geometry: Any, external: torch.Tensor, multipoles: torch.Tensor
@@ -451,7 +465,7 @@ class FixedPointModel(torch.nn.Module):
             "multipoles": multipoles,
             "charges": multipoles[:, 0],
             "fermi_level": mu,
-            "density_dipole": total_dipole(graph_positions, multipoles, batch, n_graphs),
+            "density_dipole": total_dipole(self.field_coordinates(graph, graph_positions, cell), multipoles, batch, n_graphs),
             "scf_steps": steps,
             "residual_history": history,
             "local_multipoles": local,

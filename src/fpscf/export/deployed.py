@@ -24,7 +24,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
-from fpscf.electrostatics.applied_field import applied_field_features
+from fpscf.electrostatics.applied_field import applied_field_features, bond_midpoint_coordinates
 from fpscf.electrostatics.kernels import self_radial_functions, smeared_coulomb_radial_functions
 from fpscf.electrostatics.mesh import (
     MeshGeometry,
@@ -143,6 +143,9 @@ class DeployedModel(torch.nn.Module):
     mesh_spacing: float
     spline_order: int
     layer_scalar_counts: List[int]
+    bond_midpoints: bool
+    bond_on: float
+    bond_off: float
 
     def __init__(
         self,
@@ -202,6 +205,11 @@ class DeployedModel(torch.nn.Module):
         narrowest = float(electrostatics.interaction_widths.min())
         self.mesh_spacing = float(mesh_spacing) if mesh_spacing is not None else 0.35 * narrowest
         self.spline_order = int(spline_order)
+        # periodic boxes: the charges meet the field at their bond-midpoint coordinates (applied_field.py)
+        self.bond_midpoints = str(config.field_coupling) == "bond_midpoints"
+        bond_range = config.field_coupling_bond_range if self.bond_midpoints else (0.0, 0.0)
+        self.bond_on = float(bond_range[0])
+        self.bond_off = float(bond_range[1])
 
         self.encoder = copy.deepcopy(model.encoder)
         self.local_energy = copy.deepcopy(model.local_energy)
@@ -533,7 +541,13 @@ class DeployedModel(torch.nn.Module):
         local = torch.cat([self.local_charges(node_scalars), self.local_higher(node_feats)], dim=-1) * scale
         local = torch.nn.functional.pad(local, [0, self.num_coefficients - local.shape[1]])
 
-        external = applied_field_features(owned, applied.expand(n_local, 3), self.max_l)
+        field_coordinates = owned
+        if periodic and self.bond_midpoints:
+            own_edges = receivers < n_local
+            field_coordinates = bond_midpoint_coordinates(
+                vectors[own_edges], receivers[own_edges], n_local, self.bond_on, self.bond_off
+            )
+        external = applied_field_features(field_coordinates, applied.expand(n_local, 3), self.max_l)
 
         recip: Optional[ReciprocalGeometry] = None
         recip_detached: Optional[ReciprocalGeometry] = None
