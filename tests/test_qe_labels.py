@@ -15,8 +15,11 @@ from fpscf.datagen.crystal import sample_crystal_structures
 from fpscf.datagen.qe_labels import (
     QE_INSTALL_HINT,
     kpoint_mesh,
+    parse_alat_angstrom,
     parse_born_charges,
     parse_dielectric_tensor,
+    parse_phonon_frequencies,
+    ph_q_coordinates,
     parse_raman_angstrom2,
     raman_from_angstrom2,
     raman_from_inverse_bohr,
@@ -24,6 +27,7 @@ from fpscf.datagen.qe_labels import (
 from fpscf.units import BOHR
 
 PH_OUTPUT = Path(__file__).parent / "data" / "qe" / "alas_ph_gamma.out"
+PH_OUTPUT_X = Path(__file__).parent / "data" / "qe" / "alas_ph_X.out"  # examples/alas/dfpt_bands.py
 HAVE_QE = shutil.which("pw.x") is not None and shutil.which("ph.x") is not None
 needs_qe = pytest.mark.skipif(not HAVE_QE, reason=f"Quantum ESPRESSO not installed: {QE_INSTALL_HINT}")
 
@@ -40,6 +44,20 @@ def test_ph_output_is_parsed_into_fpscf_conventions():
     # the printed Å² block is Ω/(4π) times the au^-1 block dε/du (−0.965695897 bohr⁻¹ for Al, c = x, ab = yz)
     volume = bulk("AlAs", "zincblende", a=10.50 * BOHR).get_volume()
     assert raman_from_angstrom2(raman_a2)[0, 0, 1, 2] == pytest.approx(raman_from_inverse_bohr(-0.965695897, volume), rel=1e-7)
+
+
+def test_phonons_at_x_are_parsed_from_ph_output():
+    """ph.x at X of AlAs (a = 5.595 Å): the frequency block, not the symmetry summary, and alat, the
+    unit of ph.x's q: the reduced X point (½, 0, ½) of ASE's primitive cell is (0, 1/√2, 0) 2π/alat."""
+    text = PH_OUTPUT_X.read_text()
+    frequencies = parse_phonon_frequencies(text, 2)
+    assert np.allclose(frequencies, [95.453685, 95.453685, 214.034228, 331.564306, 331.564306, 391.003394])
+    alat = parse_alat_angstrom(text)
+    assert alat == pytest.approx(7.4763 * BOHR)
+    cell = bulk("AlAs", "zincblende", a=5.595).cell.array
+    assert np.allclose(ph_q_coordinates([0.5, 0.0, 0.5], cell, alat), [0.0, 0.7071113, 0.0], atol=1e-6)
+    with pytest.raises(RuntimeError, match="phonon frequencies"):
+        parse_phonon_frequencies(text, 4)
 
 
 def test_kpoint_mesh_and_crystal_sampler():

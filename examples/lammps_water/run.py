@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +65,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
 
-    from fpscf.export import build_plugin, export_model, lmp_executable, mpirun_executable, subprocess_environment
+    from fpscf.export import build_plugin, export_model, run_lammps_script, thermo_table
 
     args.out.mkdir(parents=True, exist_ok=True)
     plugin = build_plugin(HERE.parents[1] / "build" / "lammps_plugin")
@@ -90,19 +89,13 @@ def main() -> None:
            "unfix warm", "reset_timestep 0"] if args.equilibration > 0 else []),
         "thermo 10", f"run {args.steps}",
     ]) + "\n")
-    env = subprocess_environment()
-    env["OMP_NUM_THREADS"] = str(max(1, 2 // args.ranks))
-    run = subprocess.run([str(mpirun_executable()), "-np", str(args.ranks), str(lmp_executable()), "-in", str(script),
-                          "-log", str(args.out / "nve_field.log")], capture_output=True, text=True, env=env, cwd=work)
-    if run.returncode != 0:
-        raise SystemExit(run.stdout[-3000:] + run.stderr[-3000:])
-
-    block = run.stdout.split("Step")[-1].split("Loop time")[0]
-    table = np.array([[float(v) for v in line.split()] for line in block.splitlines()[1:] if line.strip()])
+    output = run_lammps_script(script, ranks=args.ranks, log=args.out / "nve_field.log", cwd=work)
+    _, rows = thermo_table(output)
+    table = np.array(rows)
     time_ps, temperature, potential, kinetic, total = table[:, 1], table[:, 2], table[:, 3], table[:, 4], table[:, 5]
     n = len(atoms)
     slope = np.polyfit(time_ps, total, 1)[0]
-    loop = float(re.findall(r"Loop time of ([0-9.eE+-]+) on", run.stdout)[-1])
+    loop = float(re.findall(r"Loop time of ([0-9.eE+-]+) on", output)[-1])
     figures = {
         "atoms": n, "field_V_per_A": args.field, "timestep_fs": args.timestep, "steps": args.steps,
         "ranks": args.ranks, "initial_temperature_K": args.temperature, "mean_temperature_K": float(temperature.mean()),

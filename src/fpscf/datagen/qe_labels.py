@@ -231,6 +231,59 @@ def dfpt_gamma_reference(
     return reference
 
 
+def dfpt_phonons_at_q(
+    atoms: Atoms, q_reduced: tuple[float, float, float], settings: QESettings | None = None, workdir: str | None = None,
+) -> np.ndarray:
+    """DFPT phonon frequencies (3N,) cm⁻¹, ascending, of a periodic cell at one wavevector q ≠ 0
+    (pw.x then ph.x with ``trans``), to set DFPT points on a model's band structure.
+
+    q_reduced: q in reduced coordinates of the cell's reciprocal lattice (phonopy's convention),
+    converted here to ph.x's Cartesian units of 2π/alat with the alat pw.x reports. At q = 0 use
+    :func:`dfpt_gamma_reference` instead (it needs ε∞ and Z* for the non-analytical term)."""
+    require_quantum_espresso()
+    q_reduced = np.asarray(q_reduced, dtype=float)
+    if q_reduced.shape != (3,) or not np.any(q_reduced):
+        raise ValueError(f"q_reduced must be three numbers, not all zero (use dfpt_gamma_reference at Γ), got {q_reduced.tolist()}")
+    settings = settings or QESettings()
+    directory = Path(tempfile.mkdtemp(prefix="qe_phq_", dir=workdir))
+    try:
+        _run_pw(atoms, settings, directory)
+        alat = parse_alat_angstrom((directory / "pw.out").read_text(errors="replace"))
+        q_cartesian = ph_q_coordinates(q_reduced, atoms.cell.array, alat)
+        ph_input = (
+            "phonons at one q\n&inputph\n"
+            f"  prefix='fpscf', outdir='./tmp', tr2_ph={settings.tr2_ph:.1e}, fildyn='dyn'\n/\n"
+            + " ".join(f"{v:.10f}" for v in q_cartesian) + "\n"
+        )
+        text = _run("ph.x", ph_input, directory, settings)
+    finally:
+        if not settings.keep_files:
+            shutil.rmtree(directory, ignore_errors=True)
+    return parse_phonon_frequencies(text, len(atoms))
+
+
+def ph_q_coordinates(q_reduced: np.ndarray, cell: np.ndarray, alat: float) -> np.ndarray:
+    """ph.x's q (Cartesian, units of 2π/alat) of q in reduced coordinates of the reciprocal lattice
+    of ``cell`` (rows, Å); alat in Å."""
+    return np.asarray(q_reduced, dtype=float) @ np.linalg.inv(cell).T * alat
+
+
+def parse_alat_angstrom(pw_output: str) -> float:
+    """pw.x's lattice parameter alat (Å): ph.x reads q in units of 2π/alat."""
+    match = re.search(r"lattice parameter \(alat\)\s*=\s*(" + _NUMBER + r")\s*a\.u\.", pw_output)
+    if match is None:
+        raise RuntimeError("pw.x output has no 'lattice parameter (alat)' line")
+    return float(match.group(1)) * BOHR
+
+
+def parse_phonon_frequencies(text: str, n_atoms: int) -> np.ndarray:
+    """The last block of ph.x's ``freq (  k) = ... [THz] = ... [cm-1]`` lines: (3N,) cm⁻¹, ascending."""
+    values = re.findall(r"freq \(\s*\d+\)\s*=\s*" + _NUMBER + r"\s*\[THz\]\s*=\s*(" + _NUMBER + r")\s*\[cm-1\]", text)
+    if len(values) < 3 * n_atoms:
+        raise RuntimeError(f"ph.x output has {len(values)} phonon frequencies, expected {3 * n_atoms}")
+    return np.sort(np.array(values[-3 * n_atoms:], dtype=float))
+
+
 def parse_dielectric_tensor(text: str) -> np.ndarray:
     """ε∞ (3, 3) from ph.x output (the DFPT value, not the finite-difference one of a Raman run)."""
     match = re.search(r"Dielectric constant in cartesian axis\s*\n\s*\n((?:\s*\(.*\)\s*\n){3})", text)
@@ -278,6 +331,7 @@ def raman_from_inverse_bohr(tensor: np.ndarray, volume: float) -> np.ndarray:
 
 
 __all__ = [
-    "QESettings", "QE_INSTALL_HINT", "dfpt_gamma_reference", "kpoint_mesh", "label_structure", "parse_born_charges", "parse_dielectric_tensor",
+    "QESettings", "QE_INSTALL_HINT", "dfpt_gamma_reference", "dfpt_phonons_at_q", "kpoint_mesh", "label_structure", "parse_alat_angstrom",
+    "parse_born_charges", "parse_dielectric_tensor", "parse_phonon_frequencies", "ph_q_coordinates",
     "parse_raman_angstrom2", "raman_from_angstrom2", "raman_from_inverse_bohr", "require_quantum_espresso",
 ]

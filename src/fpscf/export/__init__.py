@@ -19,7 +19,9 @@ from fpscf.export.lammps_runtime import (
     lmp_executable,
     mpirun_executable,
     prepare_lammps_environment,
+    run_lammps_script,
     subprocess_environment,
+    thermo_table,
 )
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "deploy",
     "export_model",
     "read_export_header",
+    "run_lammps_script",
+    "thermo_table",
     "LammpsRuntimeError",
     "PluginBuildError",
     "build_plugin",

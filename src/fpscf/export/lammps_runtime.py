@@ -14,6 +14,7 @@ import importlib.metadata
 import importlib.util
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,6 +100,41 @@ def subprocess_environment(base: dict[str, str] | None = None, omp_threads: int 
     env["LD_LIBRARY_PATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["OMP_NUM_THREADS"] = str(omp_threads)
     return env
+
+
+def run_lammps_script(script: str | os.PathLike[str], ranks: int = 1, log: str | os.PathLike[str] | None = None,
+                      cwd: str | os.PathLike[str] | None = None, omp_threads: int | None = None) -> str:
+    """Run ``mpirun -np ranks lmp -in script`` and return its screen output.
+
+    ``omp_threads`` per rank defaults to the cores shared out among the ranks (at least 1); ``log``
+    is LAMMPS' log file (default: ``log.lammps`` in ``cwd``). Raises :class:`LammpsRuntimeError`
+    with the end of LAMMPS' output when it fails.
+    """
+    threads = omp_threads if omp_threads is not None else max(1, (os.cpu_count() or 1) // max(1, ranks))
+    command = [str(mpirun_executable()), "-np", str(ranks), str(lmp_executable()), "-in", str(script)]
+    if log is not None:
+        command += ["-log", str(log)]
+    run = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(omp_threads=threads), cwd=cwd)
+    if run.returncode != 0:
+        raise LammpsRuntimeError(f"LAMMPS failed (exit {run.returncode}); end of its output:\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
+    return run.stdout
+
+
+def thermo_table(output: str) -> tuple[list[str], list[list[float]]]:
+    """Column names and rows of the last thermo block (from its ``Step ...`` header to ``Loop time``)
+    of LAMMPS output; lines that are not all numbers (warnings) are skipped."""
+    lines = output.splitlines()
+    headers = [k for k, line in enumerate(lines) if line.split()[:1] == ["Step"]]
+    ends = [k for k, line in enumerate(lines) if line.startswith("Loop time")]
+    if not headers or not ends or ends[-1] < headers[-1]:
+        raise LammpsRuntimeError("LAMMPS output has no completed run (no thermo header followed by 'Loop time')")
+    rows = []
+    for line in lines[headers[-1] + 1 : ends[-1]]:
+        try:
+            rows.append([float(v) for v in line.split()])
+        except ValueError:
+            continue
+    return lines[headers[-1]].split(), [row for row in rows if row]
 
 
 _PRELOADED: list[ctypes.CDLL] = []
