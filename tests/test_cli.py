@@ -31,3 +31,9 @@ def test_demo_writes_spectra_of_water_and_the_dimer_at_their_minima(tmp_path, ca
         water = [float(row["frequency_cm-1"]) for row in csv.DictReader(handle)]
     assert 1400 < water[0] < 1800 and 3500 < water[1] < water[2] < 4200
     assert "water molecule in a field of 0.02 V/Å" in output
+    # AlAs with the shipped crystal model: TO and LO near DFPT's 359 and 397 cm⁻¹, bands written.
+    for file in ("modes.csv", "spectrum.png", "summary.json", "BORN", "band.yaml", "bands.png"):
+        assert (out / "alas" / file).is_file(), f"alas/{file} missing"
+    with open(out / "alas" / "modes.csv") as handle:
+        optical = sorted(float(row["frequency_cm-1"]) for row in csv.DictReader(handle) if row["acoustic"] == "0")
+    assert 320 < optical[0] <= optical[1] < optical[2] < 440 and optical[2] - optical[0] > 10

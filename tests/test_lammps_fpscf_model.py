@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.build import bulk
 
 from fpscf import FixedPointCalculator, build_model
 from fpscf.export import export_model, lammps_session, lmp_executable, mpirun_executable, subprocess_environment
@@ -89,6 +90,32 @@ def test_open_boundaries_equal_the_ase_calculator(plugin, files):
     cluster.calc = FixedPointCalculator("water-b3lyp", electric_field=FIELD, scf_tolerance=1e-9)
     assert abs(energy - cluster.get_potential_energy()) / n < 1e-6
     assert np.abs(forces - cluster.get_forces()).max() < 1e-5
+
+
+def test_crystal_model_in_a_field_equals_the_ase_calculator(plugin, tmp_path):
+    """The shipped AlAs model (bond-midpoint field coupling, particle-mesh export) on a rattled
+    64-atom cell in a field: LAMMPS, which wraps every atom into its box, equals the calculator on
+    the same crystal with atoms moved out by lattice vectors (other periodic images)."""
+    crystal = bulk("AlAs", "zincblende", a=5.595, cubic=True).repeat(2)
+    crystal.rattle(0.04, seed=7)
+    crystal.wrap()
+    data = write_lammps_data(tmp_path / "alas.data", crystal, ["Al", "As"])
+    model = export_model("alas-lda", tmp_path / "alas.lmp")
+    words = " ".join(repr(v) for v in FIELD)
+    with lammps_session(plugin) as lmp:
+        for command in setup_commands(data, f"pair_style fpscf efield {words} scf_tol 1e-9", model, "Al As") + ANALYSIS + ["run 0"]:
+            lmp.command(command)
+        result = lammps_results(lmp)
+    unwrapped = crystal.copy()
+    unwrapped.positions[::5] += crystal.cell[0] - crystal.cell[2]
+    calc = FixedPointCalculator("alas-lda", electric_field=FIELD, scf_tolerance=1e-9)
+    unwrapped.calc = calc
+    n = len(crystal)
+    assert abs(result["energy"] - unwrapped.get_potential_energy()) / n < 1e-6
+    assert np.abs(result["forces"] - unwrapped.get_forces()).max() < 1e-5
+    assert np.abs(result["stress"] - unwrapped.get_stress()[[0, 1, 2, 5, 4, 3]]).max() < 1e-7
+    assert np.abs(result["q"] - calc.get_property("charges", unwrapped)).max() < 1e-6
+    assert np.abs(result["pair_vector"][:3] - unwrapped.get_dipole_moment()).max() < 1e-5
 
 
 def _md_script(files: dict, model: Path, steps: int, name: str) -> Path:
