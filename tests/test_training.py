@@ -198,3 +198,39 @@ def test_average_feature_norms_without_reference_multipoles_is_a_clear_error(dat
     config = load_config(write_config(tmp_path, train_schedule=schedule))
     with pytest.raises(StatisticsError, match="field_feature_norms.*none of the"):
         Trainer(config).run()
+
+
+def _scf_stage(num_scf_steps: int) -> dict:
+    return {0: {"name": "scf", "start": 0, "end": 1, "lr": 0.003, "loss": {"energy_per_atom": 10.0, "forces": 10.0},
+                "fixed_point_training_options": {"mode": "implicit", "scf": {
+                    "num_scf_steps": num_scf_steps, "mixing_parameter": 0.5, "scf_tolerance": 1e-12}}}}
+
+
+def test_a_batch_whose_scf_fails_is_skipped_with_a_warning(data_dir, monkeypatch, capsys):
+    """One failing batch per epoch is skipped (no step on it) and named; the run goes on."""
+    import fpscf.training.trainer as trainer_module
+    from fpscf.scf.solver import SCFConvergenceError
+
+    calls = {"n": 0}
+    real_predict = trainer_module.predict
+
+    def flaky_predict(model, batch, options, losses, training):
+        calls["n"] += 1
+        if training and calls["n"] % 3 == 1 and calls["n"] < 4:
+            raise SCFConvergenceError("SCF did not converge (test)", [1e-1, 1e-3, 2e-4])
+        return real_predict(model, batch, options, losses, training=training)
+
+    monkeypatch.setattr(trainer_module, "predict", flaky_predict)
+    config = load_config(write_config(data_dir, output_dir="run_flaky", batch_size=1, train_schedule=_scf_stage(100)))
+    result = Trainer(config).run()
+    assert result.final_model.is_file()
+    err = capsys.readouterr().err
+    assert "SCF did not converge for a training batch of" in err and "batch skipped" in err and "last 2.00e-04" in err
+
+
+def test_training_stops_with_a_clear_error_when_the_scf_fails_for_most_batches(data_dir):
+    from fpscf.training.trainer import SCFTrainingError
+
+    config = load_config(write_config(data_dir, output_dir="run_failing", train_schedule=_scf_stage(2)))
+    with pytest.raises(SCFTrainingError, match=r"did not converge for 3 of 3 training batches.*--resume"):
+        Trainer(config).run()

@@ -32,6 +32,7 @@ from fpscf.data.graph import AtomicGraph, collate
 from fpscf.data.labels import PER_ATOM_LABELS
 from fpscf.model import FixedPointModel, build_model
 from fpscf.model_io import save_model
+from fpscf.scf.solver import SCFConvergenceError
 from fpscf.training.config import StageConfig, TrainingConfig
 from fpscf.training.augmentation import time_reversal_partners
 from fpscf.training.forward import NEEDS_FIELD_RESPONSE, NEEDS_MAGNETIC_RESPONSE, predict
@@ -55,10 +56,16 @@ from fpscf.training.statistics import field_feature_norms, resolve_model_options
 
 CHECKPOINT = "checkpoint.pt"
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: A training epoch in which the SCF fails for more than this fraction of the batches stops the run.
+MAX_FAILED_BATCH_FRACTION = 0.2
 
 
 class TrainingError(ValueError):
     """The data and the config do not fit together (found before training starts)."""
+
+
+class SCFTrainingError(TrainingError):
+    """The SCF failed for too many batches of an epoch: the model went unstable during training."""
 
 
 @dataclass
@@ -304,9 +311,17 @@ class Trainer:
         stats = _Accumulator()
         losses = {name for name, w in stage.loss.items() if w > 0}
         bar = ProgressBar(len(batches), f"[{stage.name}] epoch {epoch + 1}/{self.config.num_epochs}", enabled=self.config.progress)
+        failures: list[SCFConvergenceError] = []
         for batch in batches:
             optimizer.zero_grad(set_to_none=True)
-            out = predict(model, batch, stage.fixed_point_training_options, losses_with_data(losses, batch), training=True)
+            try:
+                out = predict(model, batch, stage.fixed_point_training_options, losses_with_data(losses, batch), training=True)
+            except SCFConvergenceError as error:  # skip the batch: no step is taken on it
+                failures.append(error)
+                self._warn(f"epoch {epoch + 1}: SCF did not converge for a training batch of {batch.num_graphs} "
+                           f"structures; batch skipped ({len(failures)} this epoch). {_residual_tail(error)}")
+                bar.update(1)
+                continue
             total, terms = compute_losses(out, batch, stage.loss)
             total.backward()
             if self.config.optimizer.gradient_clip:
@@ -315,6 +330,13 @@ class Trainer:
             stats.add(float(total.detach()), terms)
             bar.update(1, loss=float(total.detach()))
         bar.close()
+        if len(failures) > MAX_FAILED_BATCH_FRACTION * len(batches) or len(failures) == len(batches):
+            raise SCFTrainingError(
+                f"epoch {epoch + 1}: the SCF did not converge for {len(failures)} of {len(batches)} training batches "
+                f"(more than {MAX_FAILED_BATCH_FRACTION:.0%}); the last: {failures[-1]}. The model went unstable in a "
+                "field or density: resume from the last checkpoint (--resume) with a smaller learning rate, a smaller "
+                "scf.mixing_parameter or more scf.num_scf_steps"
+            )
         return stats
 
     def _evaluate(
@@ -325,8 +347,18 @@ class Trainer:
         stats = _Accumulator()
         losses = {name for name, w in stage.loss.items() if w > 0}
         pairs: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        for batch in self._batches(graphs, self.config.valid_batch_size or self.config.batch_size, None):
-            out = predict(model, batch, stage.fixed_point_training_options, losses_with_data(losses, batch), training=False)
+        batches = self._batches(graphs, self.config.valid_batch_size or self.config.batch_size, None)
+        failed = 0
+        for batch in batches:
+            try:
+                out = predict(model, batch, stage.fixed_point_training_options, losses_with_data(losses, batch), training=False)
+            except SCFConvergenceError as error:
+                failed += 1
+                self._warn(f"validation: SCF did not converge for a batch of {batch.num_graphs} structures; left out "
+                           f"of this epoch's validation metrics. {_residual_tail(error)}")
+                if failed == len(batches):
+                    raise SCFTrainingError(f"validation: the SCF did not converge for any batch; the last: {error}") from error
+                continue
             total, terms = compute_losses(out, batch, stage.loss)
             stats.add(float(total.detach()), terms)
             if keep:
@@ -351,6 +383,15 @@ class Trainer:
     def _say(self, text: str) -> None:
         if self.config.progress:
             print(text, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _warn(text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def _residual_tail(error: SCFConvergenceError) -> str:
+    history = error.residual_history
+    return f"Residuals: first {history[0]:.2e}, last {history[-1]:.2e} after {len(history)} steps." if history else ""
 
 
 def _collect_pair(pairs: dict, name: str, batch: AtomicGraph, term: LossTerm) -> None:
