@@ -45,8 +45,10 @@ def ideal_crystal(reference: dict) -> Atoms:
 
 
 def q_direction_along_x(atoms: Atoms) -> np.ndarray:
-    """Reduced reciprocal coordinates (phonopy's convention) of q ∥ x, as dynmat.x's q = (1, 0, 0)."""
-    return atoms.cell.array @ np.array([1.0, 0.0, 0.0])
+    """Reduced reciprocal coordinates (phonopy's convention) of q ∥ x, as dynmat.x's q = (1, 0, 0),
+    scaled to a largest component of 1 (only the direction matters)."""
+    reduced = atoms.cell.array @ np.array([1.0, 0.0, 0.0])
+    return reduced / np.abs(reduced).max()
 
 
 def dfpt_modes(reference: dict, atoms: Atoms) -> tuple[NormalModes, Any]:

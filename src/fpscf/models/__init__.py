@@ -1,7 +1,7 @@
 """Models shipped inside the package (file, model card and the training config that made it).
 
 ``FixedPointCalculator()`` without a model loads :data:`DEFAULT_MODEL`; any shipped model can be
-named instead of a path (``FixedPointCalculator(model="water-b3lyp")``). Each model ``name`` has
+named instead of a path (``FixedPointCalculator(model="water-b3lyp")``, ``model="alas-lda"``). Each model ``name`` has
 ``<stem>.fpscf`` (weights and plain-data header), ``<stem>.md`` (model card) and ``<stem>.yaml``
 (the exact ``fpscf train`` config) in this directory.
 """
@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 #: Shipped model names → file stem in this directory.
-SHIPPED_MODELS: dict[str, str] = {"water-b3lyp": "water_b3lyp"}
+SHIPPED_MODELS: dict[str, str] = {
+    "water-b3lyp": "water_b3lyp",  # water, OH⁻, H₃O⁺ clusters; B3LYP/aug-cc-pVDZ (PySCF)
+    "alas-lda": "alas_lda",  # crystalline AlAs (zinc blende); LDA DFPT (Quantum ESPRESSO)
+}
 #: The model ``FixedPointCalculator()`` loads when no model is given.
 DEFAULT_MODEL = "water-b3lyp"
 
