@@ -13,7 +13,8 @@ The script measures that shift three ways with the same model:
 3. LAMMPS: NVE at ``--temperature`` from the minimised structure, time average of the sublattice
    shift (unwrapped centres of mass of the two species), with the drift of the total energy.
 
-It also prints the harmonic estimate from the model's own Z* and Γ force constant. Writes
+It also prints the harmonic estimate from the model's own Z* and Γ force constant, and the frequency
+at which the MD sublattice shift oscillates (the Γ TO frequency, to compare with phonopy). Writes
 ``md_field.json`` (the figures), ``md_field.log`` (LAMMPS log) and ``md_field.png`` (energies and
 the sublattice shift against time) into --out; working files go to --out/work.
 """
@@ -99,6 +100,21 @@ def run_lammps(args: argparse.Namespace) -> tuple[np.ndarray, list[str], str, in
     return np.array(rows), columns, output, len(crystal)
 
 
+def oscillation_frequency(time_ps: np.ndarray, shift: np.ndarray) -> float:
+    """Frequency (cm⁻¹) of the oscillation of the sublattice shift, which is the Γ transverse-optic
+    coordinate (in a periodic box at fixed field there is no macroscopic depolarizing field, so no
+    LO term): its thermal motion rings at ω_TO. A least-squares sinusoid started from the FFT peak."""
+    from scipy.optimize import curve_fit
+
+    centred = shift - shift.mean()
+    spectrum = np.abs(np.fft.rfft(centred))
+    frequencies = np.fft.rfftfreq(len(centred), d=time_ps[1] - time_ps[0])  # 1/ps
+    start = frequencies[1 + np.argmax(spectrum[1:])]
+    model = lambda t, a, b, f: a * np.sin(2 * np.pi * f * t) + b * np.cos(2 * np.pi * f * t)  # noqa: E731
+    (_, _, fitted), _ = curve_fit(model, time_ps, centred, p0=[centred.std(), centred.std(), start])
+    return float(abs(fitted) * 1e12 / 2.99792458e10)  # 1/ps -> cm⁻¹
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="alas-lda", help="model file or shipped model name")
@@ -109,11 +125,19 @@ def main() -> None:
     parser.add_argument("--field", type=float, default=0.05, help="V/Å along x")
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "md")
+    parser.add_argument("--analyse-only", action="store_true", help="redo the figures from --out/md_field.log, no MD")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     static = python_reference(args.model, args.field)
-    table, columns, stdout, n_atoms = run_lammps(args)
+    if args.analyse_only:
+        from fpscf.export import thermo_table
+
+        stdout = (args.out / "md_field.log").read_text()
+        columns, rows = thermo_table(stdout)
+        table, n_atoms = np.array(rows), 8 * args.repeat**3
+    else:
+        table, columns, stdout, n_atoms = run_lammps(args)
     column = {name: k for k, name in enumerate(columns)}
     time_ps, total, potential, kinetic = (table[:, column[c]] for c in ("Time", "TotEng", "PotEng", "KinEng"))
     shift = table[:, column["v_shift"]]
@@ -128,6 +152,7 @@ def main() -> None:
         "lammps_minimised_shift_A": minimised,
         "md_mean_shift_A": float(shift.mean()),
         "md_mean_shift_halves_A": [float(shift[:half].mean()), float(shift[half:].mean())],
+        "md_shift_oscillation_cm-1": oscillation_frequency(time_ps, shift),
         "drift_meV_per_atom_per_ps": float(np.polyfit(time_ps, total, 1)[0] / n_atoms * 1000.0),
         "total_energy_std_meV_per_atom": float(total.std() / n_atoms * 1000.0),
         "kinetic_energy_std_meV_per_atom": float(kinetic.std() / n_atoms * 1000.0),
