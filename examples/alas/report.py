@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from fpscf import FixedPointCalculator, load_model
 from fpscf.atomic_files import atomic_path, atomic_write_text
@@ -135,7 +136,7 @@ def test_set_errors(model: Any, path: Path) -> dict:
         result = calc.get_properties(names, probe)
         pairs["energy_per_atom"].append((np.atleast_1d(result["energy"] / len(atoms)), np.atleast_1d(labels["energy"] / len(atoms))))
         pairs["forces"].append((result["forces"].ravel(), labels["forces"].ravel()))
-        pairs["stress"].append((_voigt(result["stress"]), _voigt(labels["stress"])))
+        pairs["stress"].append((result["stress"], full_3x3_to_voigt_6_stress(labels["stress"].reshape(3, 3))))
         if "polarizability" in labels:
             pairs["polarizability"].append((result["polarizability"].ravel(), labels["polarizability"].ravel()))
             volume = probe.get_volume()
@@ -158,14 +159,6 @@ def test_set_errors(model: Any, path: Path) -> dict:
 def _mean_dielectric_constant(polarizability: np.ndarray, volume: float) -> float:
     """tr ε∞/3 from the cell polarizability (e·Å²/V) and volume (Å³): ε∞ = 1 + α/(ε0 Ω)."""
     return float(np.trace(np.asarray(polarizability).reshape(3, 3)) / 3 / (VACUUM_PERMITTIVITY * volume) + 1.0)
-
-
-def _voigt(stress: np.ndarray) -> np.ndarray:
-    stress = np.asarray(stress)
-    if stress.shape == (6,):
-        return stress
-    stress = stress.reshape(3, 3)
-    return np.array([stress[0, 0], stress[1, 1], stress[2, 2], stress[1, 2], stress[0, 2], stress[0, 1]])
 
 
 def plot_spectra_against_dfpt(spectra: Spectra, dfpt: tuple[NormalModes, Any], path: Path, width: float = 10.0) -> None:

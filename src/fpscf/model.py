@@ -201,14 +201,15 @@ class FixedPointModel(torch.nn.Module):
         """Unnormalised field features (N, W, (L_f+1)²) of a given density (N, K) and the applied
         field: what the SCF update reads, without the Fermi-level shift. Used for feature statistics."""
         field = graph.external_field.to(graph.positions.dtype)
-        geometry, external = self._field_sources(graph, graph.positions, graph.cell, field)
+        geometry, external, _ = self._field_sources(graph, graph.positions, graph.cell, field)
         return self._potential_features(geometry, external, multipoles)[1]
 
     def _field_sources(
         self, graph: AtomicGraph, positions: torch.Tensor, cell: torch.Tensor, field: torch.Tensor
-    ) -> tuple[Any, torch.Tensor]:
-        """Electrostatic geometry of the structures and the applied-field features (N, 1+W, (L+1)²)
-        of the field (B,3) V/Å at ``positions`` (N,3) Å."""
+    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Electrostatic geometry of the structures, the applied-field features (N, 1+W, (L+1)²)
+        of the field (B,3) V/Å at ``positions`` (N,3) Å, and the field coordinates (N,3) Å they use
+        (:meth:`field_coordinates`)."""
         boundary = [
             resolve_boundary([bool(v) for v in graph.pbc[b].tolist()], self.config.electrostatic_pbc_method, b)
             for b in range(graph.num_graphs)
@@ -216,7 +217,7 @@ class FixedPointModel(torch.nn.Module):
         geometry = self.electrostatics.prepare(positions, cell, graph.batch, boundary)
         coordinates = self.field_coordinates(graph, positions, cell)
         external = applied_field_features(coordinates, field[graph.batch], self.electrostatics.config.max_l)
-        return geometry, external
+        return geometry, external, coordinates
 
     def field_coordinates(self, graph: AtomicGraph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """Where each atom's charge meets a uniform field, (N, 3) Å: its position, or with
@@ -344,7 +345,7 @@ class FixedPointModel(torch.nn.Module):
         field_input = graph.external_field.to(positions.dtype)
         if compute_dipole:
             field_input = field_input.detach().requires_grad_(True)
-        geometry, external = self._field_sources(graph, graph_positions, cell, field_input)
+        geometry, external, field_coordinates = self._field_sources(graph, graph_positions, cell, field_input)
         total_charge = graph.total_charge.to(positions.dtype)
 
         def base_features(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -465,7 +466,7 @@ class FixedPointModel(torch.nn.Module):
             "multipoles": multipoles,
             "charges": multipoles[:, 0],
             "fermi_level": mu,
-            "density_dipole": total_dipole(self.field_coordinates(graph, graph_positions, cell), multipoles, batch, n_graphs),
+            "density_dipole": total_dipole(field_coordinates, multipoles, batch, n_graphs),
             "scf_steps": steps,
             "residual_history": history,
             "local_multipoles": local,
