@@ -12,6 +12,7 @@ import yaml
 from fpscf.atomic_files import atomic_write_text
 from fpscf.model_io import load_model, read_header
 from fpscf.models import shipped_model_path
+from fpscf.training.reporting import MetricsLog
 
 #: Validation metrics reported on the card: metrics.json property → (label, unit, scale).
 VALIDATION = {
@@ -25,13 +26,9 @@ VALIDATION = {
 
 
 def _final_validation(run: Path) -> tuple[str, dict[str, float]]:
-    rows = json.loads((run / "metrics.json").read_text())
-    last_stage = rows[-1]["stage"]
-    last_epoch = max(r["epoch"] for r in rows if r["stage"] == last_stage and r["split"] == "valid")
-    return last_stage, {
-        r["property"]: r["rmse"] for r in rows
-        if r["stage"] == last_stage and r["epoch"] == last_epoch and r["split"] == "valid" and r["rmse"] is not None
-    }
+    log = MetricsLog.from_list(json.loads((run / "metrics.json").read_text()))
+    stage = log.records()[-1].stage
+    return stage, {name: record.rmse for name, record in log.latest(stage, "valid").items() if record.rmse == record.rmse}
 
 
 def write_model_card(path: Path, model: str | None, config_path: Path, run: Path, report: dict[str, Any]) -> None:
