@@ -88,7 +88,7 @@ def test_translation_invariance_and_rotation_equivariance(bonded):
     assert np.allclose(result["born_effective_charges"], born, atol=1e-8)
 
 
-def test_forces_stress_dipole_and_born_charges_are_derivatives(bonded):
+def test_forces_stress_dipole_born_charges_alpha_and_raman_are_derivatives(bonded):
     atoms = rattled_cell(seed=4)
     reference = results(bonded, atoms)
     step = 1e-4
@@ -113,9 +113,18 @@ def test_forces_stress_dipole_and_born_charges_are_derivatives(bonded):
         shift[axis] = 1e-4
         dipole = -(energy(atoms, FIELD + shift) - energy(atoms, FIELD - shift)) / 2e-4
         assert dipole == pytest.approx(reference["dipole"][axis], abs=1e-6)
-        forces = [results(bonded, atoms, field=FIELD + sign * shift, names=["forces"])["forces"] for sign in (1, -1)]
-        born = (forces[0] - forces[1]) / 2e-4  # Z*_{I,a,b} = ∂F_{I,b}/∂ε_a
+        pair = [results(bonded, atoms, field=FIELD + sign * shift, names=["forces", "dipole"]) for sign in (1, -1)]
+        born = (pair[0]["forces"] - pair[1]["forces"]) / 2e-4  # Z*_{I,a,b} = ∂F_{I,b}/∂ε_a
         assert np.allclose(born, reference["born_effective_charges"][:, axis, :], atol=1e-6)
+        alpha = (pair[0]["dipole"] - pair[1]["dipole"]) / 2e-4  # α_{b,a} = ∂D_b/∂ε_a
+        assert np.allclose(alpha, reference["polarizability"][:, axis], atol=1e-6)
+    # Raman tensor R_{I,c,ab} = ∂α_ab/∂R_{I,c}
+    for atom, axis in [(0, 1), (1, 0)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[atom, axis] += step
+        minus.positions[atom, axis] -= step
+        alphas = [results(bonded, moved, names=["polarizability"])["polarizability"] for moved in (plus, minus)]
+        assert np.allclose((alphas[0] - alphas[1]) / (2 * step), reference["raman_tensors"][atom, axis], atol=1e-5)
 
 
 def test_ideal_zinc_blende_moves_no_charge_in_a_field(bonded):
