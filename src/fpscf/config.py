@@ -6,6 +6,7 @@ import difflib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from fpscf.nn.repulsion import REPULSION_TYPES
 from fpscf.scf.readouts import READOUT_TYPES
 from fpscf.scf.updates import EMBEDDING_TYPES, NONLINEARITY_TYPES, UPDATE_TYPES
 
@@ -61,6 +62,10 @@ class ModelConfig:
     atomic_energies: Any = None
     magnetic_moments: str = "none"
     spin_on_embedding: bool = False
+    short_range_repulsion: str = "zbl"
+    radial_core_radius: float = 0.6
+    repulsion_cutoff_factor: float = 1.0
+    minimum_hardness: Any = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,6 +86,7 @@ class ModelConfig:
         })
         _check_choice("field_readout_config", self.field_readout_config, {"type": READOUT_TYPES})
         self._check_field_coupling()
+        self._check_short_range()
         n_norms = len(self.field_feature_widths) * (self.field_feature_max_l + 1)
         norms = self.field_feature_norms
         if not (norms is None or norms == "average" or (isinstance(norms, (list, tuple)) and len(norms) == n_norms)):
@@ -120,6 +126,31 @@ class ModelConfig:
         if not 0.0 < r_on < r_off <= self.r_max:
             raise ValueError(f"field_coupling_bond_range [r_on, r_off] needs 0 < r_on < r_off <= r_max = {self.r_max} Å, got {list(bond_range)}")
 
+    def _check_short_range(self) -> None:
+        if self.short_range_repulsion not in REPULSION_TYPES:
+            raise ValueError(
+                f"short_range_repulsion={self.short_range_repulsion!r} is not valid; choose one of {REPULSION_TYPES}"
+            )
+        if self.short_range_repulsion != "none":
+            from ase.data import covalent_radii
+
+            factor = float(self.repulsion_cutoff_factor)
+            largest = factor * 2 * max(float(covalent_radii[z]) for z in self.atomic_numbers)
+            if not 0 < factor or largest > self.r_max:
+                raise ValueError(
+                    f"repulsion_cutoff_factor={self.repulsion_cutoff_factor!r} switches the repulsion off at up to "
+                    f"{largest:.2f} Å, beyond r_max = {self.r_max} Å; use a factor in (0, {factor * self.r_max / largest:.2f}]"
+                )
+        hardness = self.minimum_hardness
+        n_response = min(self.atomic_multipoles_max_l, self.field_feature_max_l) + 1
+        if hardness is not None and hardness != "auto" and not (
+            isinstance(hardness, (list, tuple)) and len(hardness) == n_response and all(float(v) > 0 for v in hardness)
+        ):
+            raise ValueError(
+                f"minimum_hardness must be 'auto', None (unbounded response) or {n_response} positive numbers, one per "
+                f"responding multipole order l = 0..{n_response - 1} (eV/e², eV/(e·Å)², ...), got {hardness!r}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-serialisable)."""
         data = asdict(self)
@@ -143,6 +174,12 @@ class ModelConfig:
         data["field_feature_widths"] = tuple(float(w) for w in data["field_feature_widths"])
         if data.get("field_coupling_bond_range") is not None:
             data["field_coupling_bond_range"] = tuple(float(v) for v in data["field_coupling_bond_range"])
+        # Files written before the short-range repulsion existed were trained without it.
+        data.setdefault("short_range_repulsion", "none")
+        data.setdefault("radial_core_radius", 0.0)
+        data.setdefault("minimum_hardness", None)
+        if data.get("minimum_hardness") not in (None, "auto"):
+            data["minimum_hardness"] = tuple(float(v) for v in data["minimum_hardness"])
         return cls(**data)
 
 

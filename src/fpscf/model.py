@@ -23,7 +23,9 @@ from fpscf.electrostatics.gaussian_multipoles import (
     resolve_boundary,
 )
 from fpscf.electrostatics.multipoles import multipole_irreps, num_multipole_coefficients
+from fpscf.nn.repulsion import ZBLRepulsion
 from fpscf.nn import MLP, EncoderConfig, default_dtype, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
+from fpscf.scf.bounds import resolve_minimum_hardness
 from fpscf.scf.implicit import implicit_fixed_point
 from fpscf.scf.krylov import LinearSolveSettings
 from fpscf.scf.magnetic import MagneticChannel, magnetic_energy, magnetic_forces
@@ -89,6 +91,7 @@ class FixedPointModel(torch.nn.Module):
                 correlation=config.correlation,
                 radial_mlp_hidden=config.radial_mlp_hidden,
                 avg_num_neighbors=config.avg_num_neighbors,
+                radial_core_radius=config.radial_core_radius,
             )
         )
         node_irreps = self.encoder.irreps_out[-1]
@@ -140,7 +143,15 @@ class FixedPointModel(torch.nn.Module):
         self.register_buffer("feature_norms", norms)
 
         update_cfg = config.fixedpoint_update_config
-        embedding = BiasedLinearPotentialEmbedding(self.num_scalars, widths, lf, lmax)
+        hardness = resolve_minimum_hardness(
+            config.minimum_hardness, self.electrostatics, min(lf, lmax), config.include_electrostatic_self_interaction
+        )
+        self.minimum_hardness = hardness
+        embedding = BiasedLinearPotentialEmbedding(
+            self.num_scalars, widths, lf, lmax,
+            maximum_compliance=None if hardness is None else [1.0 / float(k) for k in hardness],
+            feature_norms=norms,
+        )
         if update_cfg.get("nonlinearity_cls", "NoNonLinearity") == "MLPNonLinearity":
             nonlinearity: torch.nn.Module = MLPNonLinearity(self.num_scalars, lmax)
         else:
@@ -158,6 +169,9 @@ class FixedPointModel(torch.nn.Module):
         else:
             self.update = OneBodyVariableUpdate(embedding, nonlinearity)
 
+        self.repulsion = (
+            ZBLRepulsion(species, config.repulsion_cutoff_factor) if config.short_range_repulsion == "zbl" else None
+        )
         self.magnetic = (
             MagneticChannel(config.magnetic_moments, self.num_scalars, node_irreps, config.num_bessel)
             if config.magnetic_moments != "none"
@@ -445,6 +459,10 @@ class FixedPointModel(torch.nn.Module):
             + e_hartree
             + e_field
         )
+        if self.repulsion is not None:
+            node_energy = node_energy + self.repulsion(
+                vectors, species, graph.edge_index[0], graph.edge_index[1], graph.num_atoms
+            )
         magnetic_input = graph.magnetic_field.to(positions.dtype)
         if compute_magnetic_moment:
             magnetic_input = magnetic_input.detach().requires_grad_(True)

@@ -104,6 +104,15 @@ class _NoHigherMultipoles(torch.nn.Module):
         return node_feats.new_zeros(node_feats.shape[0], 0)
 
 
+class _NoRepulsion(torch.nn.Module):
+    """Stands in for the short-range repulsion of a model built without one."""
+
+    def forward(
+        self, vectors: torch.Tensor, species: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor, num_nodes: int
+    ) -> torch.Tensor:
+        return vectors.new_zeros(num_nodes)
+
+
 class DeployedModel(torch.nn.Module):
     """TorchScript-ready fixed-point model for ``pair_style fpscf``. Build with :func:`deploy`."""
 
@@ -217,6 +226,7 @@ class DeployedModel(torch.nn.Module):
         self.local_higher = copy.deepcopy(model.local_higher) if model.local_higher is not None else _NoHigherMultipoles()
         self.update = copy.deepcopy(model.update)
         self.field_readout = copy.deepcopy(model.field_readout)
+        self.repulsion = copy.deepcopy(model.repulsion) if model.repulsion is not None else _NoRepulsion()
         dtype = torch.float64
         self.register_buffer("atomic_energies", model.atomic_energies.detach().to(dtype).clone())
         self.register_buffer("density_scaling", model.density_scaling.detach().to(dtype).clone())
@@ -632,8 +642,10 @@ class DeployedModel(torch.nn.Module):
             e_readout = self.field_readout(p_var, local, response, bias, self.feature_norms)
         else:
             e_readout = self.field_readout(node_scalars, p_var, local, self._update_features(base, mu_var), model_edges)
+        repulsion = self.repulsion(vectors, species, senders, receivers, n_all)[:n_local]
         atomic_energies = (
             self.atomic_energies[own_species] + self.local_energy(node_scalars).squeeze(-1) + e_readout + e_hartree + e_field
+            + repulsion
         )
         energy = atomic_energies.sum()
 

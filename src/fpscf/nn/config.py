@@ -42,6 +42,10 @@ class EncoderConfig:
         Width of the hidden layers of the radial MLP mapping the Bessel basis to tensor-product weights.
     avg_num_neighbors:
         Messages summed over neighbours are divided by this number (dimensionless).
+    radial_core_radius:
+        Å; edges shorter than this are seen as this long (a smooth clamp, :func:`fpscf.nn.radial.core_clamped`),
+        so every learnt function of the geometry is flat for closer approaches and cannot cancel the
+        short-range repulsion. 0 disables the clamp.
     """
 
     num_species: int
@@ -55,6 +59,7 @@ class EncoderConfig:
     correlation: int = 2
     radial_mlp_hidden: int = 32
     avg_num_neighbors: float = 10.0
+    radial_core_radius: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -69,6 +74,7 @@ class EncoderConfig:
             ("correlation", self.correlation >= 1, "an integer >= 1 (2 or 3 are usual)"),
             ("radial_mlp_hidden", self.radial_mlp_hidden >= 1, "an integer >= 1"),
             ("avg_num_neighbors", self.avg_num_neighbors > 0.0, "a positive number"),
+            ("radial_core_radius", 0.0 <= self.radial_core_radius < self.r_max, "0 (off) or a length in [0, r_max) Å"),
         ]
         for name, ok, expected in checks:
             if not ok:

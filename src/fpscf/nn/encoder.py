@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .config import EncoderConfig
 from .interaction import InteractionBlock
-from .radial import RadialEmbedding
+from .radial import RadialEmbedding, core_clamped
 
 
 class EquivariantEncoder(torch.nn.Module):
@@ -30,11 +30,13 @@ class EquivariantEncoder(torch.nn.Module):
     """
 
     r_max: float
+    core_radius: float
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         self.r_max = float(config.r_max)
+        self.core_radius = float(config.radial_core_radius)
         self.num_species = int(config.num_species)
         self.irreps_embedding = o3.Irreps(f"{config.num_channels}x0e")
         self.sh_irreps = config.sh_irreps
@@ -59,9 +61,10 @@ class EquivariantEncoder(torch.nn.Module):
         """``edge_vectors (E, 3)`` Å -> ``(edge_sh (E, sh_irreps.dim), edge_radial (E, num_bessel))``.
 
         ``edge_sh`` are component-normalised spherical harmonics of the edge direction (``1o`` in
-        x, y, z order); ``edge_radial`` is the Bessel basis times the smooth cutoff envelope.
+        x, y, z order); ``edge_radial`` is the Bessel basis times the smooth cutoff envelope, of the
+        lengths clamped at ``radial_core_radius`` (:func:`~fpscf.nn.radial.core_clamped`).
         """
-        lengths = torch.linalg.norm(edge_vectors, dim=-1, keepdim=True)
+        lengths = core_clamped(torch.linalg.norm(edge_vectors, dim=-1, keepdim=True), self.core_radius)
         edge_sh = self.spherical_harmonics(edge_vectors)
         edge_radial = self.radial_embedding(lengths)
         return edge_sh, edge_radial

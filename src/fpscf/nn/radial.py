@@ -6,6 +6,21 @@ import torch
 from torch import Tensor
 
 
+#: Sharpness (1/Å) of the clamp of edge lengths at the core radius.
+CORE_SOFTNESS = 20.0
+
+
+def core_clamped(lengths: Tensor, core_radius: float, softness: float = CORE_SOFTNESS) -> Tensor:
+    """Edge lengths seen by the learnt radial functions, Å: ``r_c + softplus(β (r − r_c))/β``.
+
+    Equal to r (to ``e^{−β(r − r_c)}/β``) above the core radius r_c and flat at r_c below it, with
+    every derivative continuous; ``core_radius = 0`` returns ``lengths`` unchanged.
+    """
+    if core_radius <= 0.0:
+        return lengths
+    return core_radius + torch.nn.functional.softplus(lengths - core_radius, beta=softness)
+
+
 class BesselBasis(torch.nn.Module):
     """``sqrt(2/r_max) sin(n pi r / r_max) / r`` for ``n = 1..num_basis``.
 

@@ -24,9 +24,19 @@ class BiasedLinearPotentialEmbedding(torch.nn.Module):
     The coefficients ``a = −softplus(MLP(h))·scale`` are negative (the density screens the potential:
     charge flows down the potential, dipoles align with the field), which keeps a random model's
     SCF map contractive. h: (N, S) invariant node features.
+
+    With ``maximum_compliance`` (one value c_max,l per responding l, in e²/eV for charges and
+    e·Å²/V for dipoles) the atom's compliance ``c_l = −Σ_k a_{k,l}/n_{k,l}`` (n the feature norms
+    (W, L_f+1)) is bounded smoothly, ``c_l → c_max,l·tanh(c_l/c_max,l)``, by scaling its a_{k,l}
+    together: the hardness ``1/c_l`` of every atom in every geometry stays above ``1/c_max,l``, which
+    makes the energy of a variational model strictly convex in the multipoles once that exceeds
+    the Gaussian self-Coulomb (see :func:`fpscf.scf.bounds.convexity_margin`).
     """
 
-    def __init__(self, num_scalars: int, num_widths: int, feature_max_l: int, multipole_max_l: int, hidden: int = 32, scale: float = 0.02) -> None:
+    def __init__(
+        self, num_scalars: int, num_widths: int, feature_max_l: int, multipole_max_l: int, hidden: int = 32,
+        scale: float = 0.02, maximum_compliance: list[float] | None = None, feature_norms: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.num_widths = num_widths
         self.response_max_l = min(feature_max_l, multipole_max_l)
@@ -34,12 +44,28 @@ class BiasedLinearPotentialEmbedding(torch.nn.Module):
         self.num_coefficients = num_widths * (self.response_max_l + 1)
         self.coefficients = MLP([num_scalars, hidden, self.num_coefficients + 1])
         self.scale = scale
+        self.bounded = maximum_compliance is not None
+        limits = torch.tensor([float(c) for c in maximum_compliance or [1.0] * (self.response_max_l + 1)])
+        if limits.shape != (self.response_max_l + 1,):
+            raise ValueError(
+                f"maximum_compliance needs {self.response_max_l + 1} values (l = 0..{self.response_max_l}), got {maximum_compliance!r}"
+            )
+        norms = feature_norms if feature_norms is not None else torch.ones(num_widths, feature_max_l + 1)
+        self.register_buffer("maximum_compliance", limits, persistent=False)
+        self.register_buffer("norms", norms[:, : self.response_max_l + 1].clone(), persistent=False)
 
     def response(self, node_scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Response coefficients a (N, W, min(L_f, l_max)+1) (< 0) and charge bias b (N, 1)."""
         raw = self.coefficients(node_scalars)
         response = -torch.nn.functional.softplus(raw[:, : self.num_coefficients]) * self.scale
         response = response.reshape(-1, self.num_widths, self.response_max_l + 1)
+        if self.bounded:
+            limit = self.maximum_compliance.to(response.dtype)
+            ratio = -(response / self.norms.to(response.dtype)).sum(1) / limit  # (N, L+1) ≥ 0
+            small = ratio < 1e-4
+            safe = torch.where(small, torch.ones_like(ratio), ratio)
+            shrink = torch.where(small, 1.0 - ratio * ratio / 3.0, torch.tanh(safe) / safe)
+            response = response * shrink[:, None, :]
         return response, raw[:, self.num_coefficients :] * self.scale
 
     def forward(self, node_scalars: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
