@@ -153,9 +153,72 @@ def _data(args: argparse.Namespace) -> int:
         if args.charged_fraction is not None:
             sampling["charged_fraction"] = args.charged_fraction
         path = water_dataset(
-            args.out, args.n, args.seed, method=args.method, workers=args.workers,
+            args.out, args.n, args.seed, method=args.method, workers=args.workers, threads_per_worker=args.threads,
             response_fraction=args.response_fraction, max_response_atoms=args.max_response_atoms, settings=settings,
             **sampling,
+        )
+    except (ImportError, ValueError, DataGenerationError) as error:
+        print(f"fpscf data: error: {error}", file=sys.stderr)
+        return 2
+    print(f"data set: {path}")
+    return 0
+
+
+def _dft_settings(args: argparse.Namespace):
+    """DFTSettings with --basis/--xc for --method dft (None for xtb, which takes neither)."""
+    import dataclasses
+
+    if args.method != "dft":
+        if args.basis or args.xc:
+            raise ValueError("--basis and --xc are for --method dft.")
+        return None
+    from fpscf.datagen.pyscf_labels import DFTSettings
+
+    chosen = {"basis": args.basis, "xc": args.xc}
+    return dataclasses.replace(DFTSettings(), **{k: v for k, v in chosen.items() if v})
+
+
+def _chosen(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """The sampling options given on the command line (the others keep the sampler's defaults)."""
+    chosen = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return {name: list(value) if isinstance(value, list) else value for name, value in chosen.items()}
+
+
+def _data_liquid(args: argparse.Namespace) -> int:
+    """Run ``fpscf data liquid``: clusters cut from GFN2-xTB liquid-water boxes, labelled (resumable)."""
+    from fpscf.datagen.runner import liquid_dataset, require_labeller
+
+    try:
+        if args.sampling == "xtb":
+            require_labeller("xtb")  # the boxes are equilibrated with GFN2-xTB
+        require_labeller(args.method)
+        sampling = _chosen(args, ("box_molecules", "density", "temperatures", "charged_fraction", "shell_radius",
+                                  "min_molecules", "max_molecules", "snapshots_per_box", "clusters_per_snapshot",
+                                  "equilibration_fs", "snapshot_spacing_fs", "field_fraction", "max_field"))
+        if args.sampling != "xtb":
+            sampling["sampling_method"] = args.sampling
+        path = liquid_dataset(
+            args.out, args.n, args.seed, method=args.method, workers=args.workers, threads_per_worker=args.threads,
+            response_fraction=args.response_fraction, max_response_atoms=args.max_response_atoms,
+            settings=_dft_settings(args), **sampling,
+        )
+    except (ImportError, ValueError, RuntimeError) as error:  # DataGenerationError is a RuntimeError
+        print(f"fpscf data: error: {error}", file=sys.stderr)
+        return 2
+    print(f"data set: {path}")
+    return 0
+
+
+def _data_close_contacts(args: argparse.Namespace) -> int:
+    """Run ``fpscf data close-contacts``: H···H, O–O, O–H, O–H–O and ion-pair scans, labelled (resumable)."""
+    from fpscf.datagen.runner import DataGenerationError, close_contact_dataset, require_labeller
+
+    try:
+        require_labeller(args.method)
+        path = close_contact_dataset(
+            args.out, args.n, args.seed, method=args.method, workers=args.workers, threads_per_worker=args.threads,
+            response_fraction=args.response_fraction, max_response_atoms=args.max_response_atoms,
+            settings=_dft_settings(args), **_chosen(args, ("scans", "field_fraction", "max_field")),
         )
     except (ImportError, ValueError, DataGenerationError) as error:
         print(f"fpscf data: error: {error}", file=sys.stderr)
@@ -254,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     training.add_argument("--config", required=True, help="training config (YAML)")
     training.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
     training.set_defaults(func=_train)
-    data = sub.add_parser("data", help="generate reference data: fpscf data water --out DIR --n N")
+    data = sub.add_parser("data", help="generate reference data: fpscf data water|crystal|liquid|close-contacts --out DIR --n N")
     data_sets = data.add_subparsers(dest="data_set", required=True)
     water = data_sets.add_parser(
         "water", help="water monomers, clusters, OH- and H3O+ (xTB MD sampling, DFT or xTB labels)",
@@ -265,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     water.add_argument("--seed", type=int, default=0)
     water.add_argument("--method", choices=["dft", "xtb"], default="dft", help="labels (default dft)")
     water.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    water.add_argument("--threads", type=int, help="threads per worker (default: CPU cores / workers)")
     water.add_argument("--response-fraction", type=float, default=0.2,
                        help="fraction with polarizability and Born charges (dft; default 0.2)")
     water.add_argument("--max-response-atoms", type=int, default=10,
@@ -297,6 +361,50 @@ def main(argv: list[str] | None = None) -> int:
     crystal.add_argument("--kspacing", type=float, help="k-mesh spacing, 1/Å with 2π (default: QESettings)")
     crystal.add_argument("--no-raman", action="store_true", help="skip the Raman tensors (ε∞ and Born charges only)")
     crystal.set_defaults(func=_data_crystal)
+    liquid = data_sets.add_parser(
+        "liquid", help="clusters cut from periodic liquid-water boxes (GFN2-xTB MD), optionally around OH- / H3O+",
+        description="Boxes of water at 1 g/cm3 run GFN2-xTB Langevin MD; every snapshot gives clusters of whole "
+                    "molecules around a central molecule (shell radius, 4-7 molecules), labelled by DFT (or xTB). "
+                    "Resumable: run the same command again to finish an interrupted run.",
+    )
+    close = data_sets.add_parser(
+        "close-contacts", help="close-contact scans: H...H 0.6-1.2, O-O 1.6-2.5, O-H 0.65-1.3, O-H-O and H3O+/OH- pairs",
+        description="Small structures (1-2 molecules) with one contact set exactly to a scanned distance, for the "
+                    "short-range repulsive wall. Resumable: run the same command again to finish an interrupted run.",
+    )
+    for parser_, response, response_atoms in ((liquid, 0.0, 10), (close, 0.1, 6)):
+        parser_.add_argument("--out", required=True, help="output directory (data.xyz, parts/, manifest.json)")
+        parser_.add_argument("--n", type=int, required=True, help="number of structures")
+        parser_.add_argument("--seed", type=int, default=0)
+        parser_.add_argument("--method", choices=["dft", "xtb"], default="dft", help="labels (default dft)")
+        parser_.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+        parser_.add_argument("--threads", type=int, help="threads per worker (default: CPU cores / workers)")
+        parser_.add_argument("--response-fraction", type=float, default=response,
+                             help=f"fraction with polarizability and Born charges (dft; default {response})")
+        parser_.add_argument("--max-response-atoms", type=int, default=response_atoms,
+                             help=f"only structures with at most this many atoms get response labels (default {response_atoms})")
+        parser_.add_argument("--field-fraction", type=float, help="fraction under a random uniform field")
+        parser_.add_argument("--max-field", type=float, help="largest field, V/Å (default 0.1)")
+        parser_.add_argument("--basis", help="DFT basis (default: DFTSettings)")
+        parser_.add_argument("--xc", help="DFT functional (default: DFTSettings)")
+    liquid.add_argument("--box-molecules", type=int, help="molecules per periodic box (default 16; xTB costs ~0.06 s per atom and step)")
+    liquid.add_argument("--density", type=float, help="g/cm3 (default 1.0)")
+    liquid.add_argument("--temperatures", type=float, nargs="+", help="MD temperatures, K (default 300 350 400)")
+    liquid.add_argument("--charged-fraction", type=float, help="fraction of boxes with one OH- or H3O+ (default 0.4)")
+    liquid.add_argument("--shell-radius", type=float, nargs=2, metavar=("MIN", "MAX"),
+                        help="shell radius range, Å (default 3.0 3.6)")
+    liquid.add_argument("--min-molecules", type=int, help="smallest cluster, molecules (default 4)")
+    liquid.add_argument("--max-molecules", type=int, help="largest cluster, molecules (default 7)")
+    liquid.add_argument("--snapshots-per-box", type=int, help="snapshots per MD run (default 6)")
+    liquid.add_argument("--clusters-per-snapshot", type=int, help="clusters cut per snapshot (default 4)")
+    liquid.add_argument("--equilibration-fs", type=float, help="MD before the first snapshot, fs (default 100)")
+    liquid.add_argument("--snapshot-spacing-fs", type=float, help="MD between snapshots, fs (default 25)")
+    liquid.add_argument("--sampling", choices=["xtb", "random"], default="xtb",
+                        help="xtb: GFN2-xTB MD (default); random: rattled boxes, no MD (smoke tests)")
+    liquid.set_defaults(func=_data_liquid)
+    close.add_argument("--scans", nargs="+", choices=["hh", "oo", "oh", "oho", "ion_pair"],
+                       help="which scans (default all)")
+    close.set_defaults(func=_data_close_contacts)
     spectra = sub.add_parser(
         "spectra", help="IR/Raman spectra: fpscf spectra STRUCTURE [--model M] [--relax] --out DIR",
         description="Molecules (non-periodic): normal modes from the exact Hessian. Crystals (periodic): phonopy "

@@ -257,6 +257,93 @@ def crystal_dataset(
     )
 
 
+def liquid_dataset(
+    out_dir: str | os.PathLike[str],
+    n: int,
+    seed: int,
+    *,
+    method: str = "dft",
+    workers: int = 1,
+    threads_per_worker: int | None = None,
+    response_fraction: float = 0.0,
+    max_response_atoms: int = 10,
+    settings: Any = None,
+    progress: bool = True,
+    **sampling: Any,
+) -> Path:
+    """Cut clusters from GFN2-xTB liquid-water boxes and label them: what ``fpscf data liquid``
+    runs. Structures come from :func:`fpscf.datagen.liquid.sample_liquid_clusters` (``n``,
+    ``seed``, ``sampling``; for ``method="xtb"`` the default ``field_fraction`` is 0) and are kept
+    in ``out_dir/structures.xyz`` like :func:`water_dataset`'s (the MD runs again only if the
+    sampling parameters change); the MD's progress lines go to stderr with ``progress``.
+    Returns ``out_dir/data.xyz``."""
+    from fpscf.datagen.liquid import sample_liquid_clusters
+
+    if method == "xtb":
+        sampling.setdefault("field_fraction", 0.0)
+    with _logger_to_stderr("fpscf.datagen.liquid", progress):
+        structures, parameters = _sampled_structures(Path(out_dir), sample_liquid_clusters, n, seed, sampling,
+                                                     progress)
+    return generate_dataset(
+        structures, out_dir, method=method, workers=workers,
+        threads_per_worker=threads_per_worker, response_fraction=response_fraction,
+        max_response_atoms=max_response_atoms, settings=settings, seed=seed, progress=progress,
+        metadata={"structures": "liquid_clusters", "sampling": parameters},
+    )
+
+
+def close_contact_dataset(
+    out_dir: str | os.PathLike[str],
+    n: int,
+    seed: int,
+    *,
+    method: str = "dft",
+    workers: int = 1,
+    threads_per_worker: int | None = None,
+    response_fraction: float = 0.1,
+    max_response_atoms: int = 6,
+    settings: Any = None,
+    progress: bool = True,
+    **sampling: Any,
+) -> Path:
+    """Sample close-contact scans and label them: what ``fpscf data close-contacts`` runs.
+    Structures come from :func:`fpscf.datagen.close_contacts.sample_close_contacts` (``n``,
+    ``seed``, ``sampling``; for ``method="xtb"`` the default ``field_fraction`` is 0) and are kept
+    in ``out_dir/structures.xyz`` like :func:`water_dataset`'s. Returns ``out_dir/data.xyz``."""
+    from fpscf.datagen.close_contacts import sample_close_contacts
+
+    if method == "xtb":
+        sampling.setdefault("field_fraction", 0.0)
+    structures, parameters = _sampled_structures(Path(out_dir), sample_close_contacts, n, seed, sampling, progress)
+    return generate_dataset(
+        structures, out_dir, method=method, workers=workers,
+        threads_per_worker=threads_per_worker, response_fraction=response_fraction,
+        max_response_atoms=max_response_atoms, settings=settings, seed=seed, progress=progress,
+        metadata={"structures": "close_contacts", "sampling": parameters},
+    )
+
+
+@contextmanager
+def _logger_to_stderr(name: str, enabled: bool):
+    """While active, INFO messages of logger ``name`` go to stderr (one plain line each)."""
+    import logging
+
+    logger = logging.getLogger(name)
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _sampled_structures(
     out_dir: Path, sample: Any, n: int, seed: int, sampling: dict[str, Any], progress: bool
 ) -> tuple[list[Atoms], dict[str, Any]]:
@@ -650,4 +737,7 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["METHODS", "DataGenerationError", "generate_dataset", "require_labeller", "water_dataset"]
+__all__ = [
+    "METHODS", "DataGenerationError", "close_contact_dataset", "generate_dataset", "liquid_dataset",
+    "require_labeller", "water_dataset",
+]
