@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from fpscf.calculators.response import (
     polarization_branch,
 )
 from fpscf.data.labels import KeyMap
+from fpscf.domain import MAX_ENERGY_PER_ATOM, NonFiniteResultError, OutOfDomainWarning, shortest_distance
 from fpscf.models import resolve_model
 from fpscf.scf.settings import SCFSettings
 
@@ -93,6 +95,17 @@ class FixedPointCalculator(Calculator):
 
     Ask for several at once with :meth:`get_properties` (or ``calculate(atoms, [...])``) to share
     one SCF and one set of derivative passes.
+
+    Training domain (:mod:`fpscf.domain`): a model that records the ranges of its training data
+    (``model.training_domain``; every model trained by ``fpscf train`` and the shipped ones) has
+    each structure checked against them: a pair of atoms closer than 0.9 × the shortest of its
+    element pair in training, a field above 1.5 × the largest, a total charge outside the training
+    range, a converged atomic charge above 1.5 × the largest of its element, a periodic structure
+    for a model of open ones (or the reverse) give an :class:`~fpscf.domain.OutOfDomainWarning`,
+    once per calculator for each kind (each element pair, the field, ...). Results are still
+    returned. A non-finite energy, force or other result, or an energy more than
+    ``MAX_ENERGY_PER_ATOM`` (1e4 eV) per atom above the isolated-atom references, raises
+    :class:`~fpscf.domain.NonFiniteResultError` and leaves ``results`` empty.
     """
 
     implemented_properties = [
@@ -154,6 +167,7 @@ class FixedPointCalculator(Calculator):
             raise TypeError(f"acoustic_sum_rule must be True or False, got {acoustic_sum_rule!r}")
         self.acoustic_sum_rule = acoustic_sum_rule
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
+        self._domain_warned: set[str] = set()  # kinds of domain violation already warned about
 
     def check_state(self, atoms: Any, tol: float = 1e-15) -> list[str]:
         """ASE's comparison plus the inputs read from ``atoms.info`` (applied fields, total charge,
@@ -220,6 +234,10 @@ class FixedPointCalculator(Calculator):
         graph = atoms_to_graph(
             probe, self.model.config.r_max, key_map=KeyMap.inputs_only(), species=self.model.atomic_numbers
         ).to(device=self.device, dtype=self.dtype)
+        domain = getattr(self.model, "training_domain", None)  # checked once the model accepts the structure
+        if domain is not None:
+            charge = float(info.get("total_charge", 0.0)) if self.constant_charge else None  # floats at fixed μ
+            self._warn_out_of_domain(atoms, domain.violations(atoms, info["external_field"], charge))
         key = tuple(int(z) for z in atoms.numbers)
         initial_p = initial_mu = None
         if self._warm is not None and self._warm[0] == key:
@@ -240,8 +258,55 @@ class FixedPointCalculator(Calculator):
             settings=self.settings,
             **({"fix_moments": self.fix_moments} if magnetic else {}),
         )
+        self.results = {}
+        results = self._results(out, graph, atoms, periodic)
+        self._check_finite(results, atoms, info)
+        if domain is not None:
+            self._warn_out_of_domain(atoms, domain.charge_violations(atoms.numbers, results["charges"]))
         self._warm = (key, out["multipoles"].detach(), out["fermi_level"].detach())
-        self.results = {**previous, **self._results(out, graph, atoms, periodic)}
+        self.results = {**previous, **results}
+
+    def _warn_out_of_domain(self, atoms: Any, violations: list[Any]) -> None:
+        """One :class:`OutOfDomainWarning` per kind of violation for the life of this calculator."""
+        for violation in violations:
+            if violation.kind in self._domain_warned:
+                continue
+            self._domain_warned.add(violation.kind)
+            warnings.warn(
+                f"{atoms.get_chemical_formula()} is outside the training domain of the model: {violation.message}. "
+                f"Results here are extrapolation; {_DOMAIN_ADVICE.get(violation.kind.split(':')[0], _DOMAIN_ADVICE[''])} "
+                "(warned once per calculator for this kind)",
+                OutOfDomainWarning,
+                stacklevel=2,
+            )
+
+    def _check_finite(self, results: dict[str, Any], atoms: Any, info: dict[str, Any]) -> None:
+        """Raise :class:`NonFiniteResultError` for a non-finite result or an absurd energy."""
+        bad = None
+        for name in ("energy", "forces", *sorted(results)):
+            value = results.get(name)
+            if isinstance(value, (float, np.ndarray)) and not np.all(np.isfinite(value)):
+                bad = f"the {name} is not finite ({_first_bad(value)})"
+                break
+        if bad is None:
+            index = {int(z): k for k, z in enumerate(self.model.atomic_numbers)}
+            references = self.model.atomic_energies.detach().cpu().double().numpy()
+            reference = float(sum(references[index[int(z)]] for z in atoms.numbers))
+            per_atom = (results["energy"] - reference) / max(len(atoms), 1)
+            if abs(per_atom) > MAX_ENERGY_PER_ATOM:
+                bad = (f"the energy is {per_atom:.3g} eV per atom above the isolated-atom references (sane: within "
+                       f"±{MAX_ENERGY_PER_ATOM:g} eV/atom)")
+        if bad is None:
+            return
+        closest = shortest_distance(atoms, max(float(self.model.config.r_max), 1.0))
+        where = (f"shortest interatomic distance {closest[0]:.3f} Å ({closest[1]})" if closest is not None
+                 else "no two atoms within the cutoff")
+        strength = float(np.linalg.norm(np.asarray(info["external_field"], dtype=float)))
+        raise NonFiniteResultError(
+            f"FixedPointCalculator: {bad} for {atoms.get_chemical_formula()} ({len(atoms)} atoms, {where}, field "
+            f"{strength:.3g} V/Å); likely atoms too close, a field too large, or a structure outside the model's "
+            "training domain: check the structure (and the MD time step)"
+        )
 
     def _results(self, out: dict[str, Any], graph: Any, atoms: Any, periodic: bool) -> dict[str, Any]:
         to_np = lambda t: t.detach().cpu().numpy()  # noqa: E731
@@ -298,3 +363,22 @@ class FixedPointCalculator(Calculator):
             if periodic:
                 results["stresses"] = full_3x3_to_voigt_6_stress(-virials / volume)
         return results
+
+
+# What to do, per kind of domain violation (the part of DomainViolation.kind before ':').
+_DOMAIN_ADVICE = {
+    "distance": "check the structure for overlapping atoms or a too long MD time step, or add such close contacts to "
+                "the training data",
+    "field": "use a weaker field or train on structures in fields this strong",
+    "total_charge": "train on structures with this total charge",
+    "charge": "the density is running away (a close contact or a strong field?); check the structure",
+    "boundary": "train on structures with these boundary conditions",
+    "element": "train on structures with this element",
+    "": "add such structures to the training data",
+}
+
+
+def _first_bad(value: Any) -> str:
+    """The first non-finite entry of a number or array, as text (``nan``, ``inf``, ``-inf``)."""
+    flat = np.atleast_1d(np.asarray(value, dtype=float)).reshape(-1)
+    return str(flat[~np.isfinite(flat)][0])
