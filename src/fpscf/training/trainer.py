@@ -8,7 +8,9 @@ Output directory (all files written atomically):
   with ``seed`` and the epoch, so no random state has to be restored; time-reversal augmentation
   uses no random numbers).
 - ``best.fpscf`` (lowest validation loss within the latest stage, whose loss it is measured by) and
-  ``final.fpscf``: deployable models for :func:`fpscf.load_model` and ``FixedPointCalculator``.
+  ``final.fpscf``: deployable models for :func:`fpscf.load_model` and ``FixedPointCalculator``,
+  with the training domain of the training structures (:class:`fpscf.domain.TrainingDomain`) in
+  their header.
 - ``config.yaml`` (the resolved config), ``metrics.csv``/``metrics.json``,
   ``learning_curves.png`` and ``parity_<stage>.png`` (validation set, end of each stage).
 """
@@ -30,6 +32,7 @@ from fpscf.config import ModelConfig
 from fpscf.data.extxyz import load_dataset, read_extxyz
 from fpscf.data.graph import AtomicGraph, collate
 from fpscf.data.labels import PER_ATOM_LABELS
+from fpscf.domain import TrainingDomain
 from fpscf.model import FixedPointModel, build_model
 from fpscf.model_io import save_model
 from fpscf.scf.solver import SCFConvergenceError
@@ -119,14 +122,17 @@ class Trainer:
         self.dtype = DTYPES[config.default_dtype]
         self.device = torch.device(config.device)
         self.output_dir = Path(config.output_dir)
+        #: ranges of the training structures (set by ``run`` from the training split), saved with every model
+        self.training_domain: TrainingDomain | None = None
 
     # ------------------------------------------------------------------ setup
     def _load_data(self) -> tuple[list[int], list[AtomicGraph], list[AtomicGraph]]:
         config = self.config
         key_map = config.make_key_map()
         r_max = float(config.model.get("r_max", ModelConfig.__dataclass_fields__["r_max"].default))
+        frames = read_extxyz(config.train_file, key_map)
         numbers = list(config.atomic_numbers) if config.atomic_numbers else sorted(
-            {int(z) for atoms in read_extxyz(config.train_file, key_map) for z in atoms.numbers}
+            {int(z) for atoms in frames for z in atoms.numbers}
         )
         train = load_dataset(config.train_file, r_max, key_map, numbers, dtype=self.dtype)
         magnetic = config.model.get("magnetic_moments", "none") != "none"
@@ -143,8 +149,10 @@ class Trainer:
                 raise TrainingError(f"{config.train_file} has {len(train)} structures: too few to hold out a validation set; give valid_file")
             valid = [train[i] for i in order[:n_valid]]
             train = [train[i] for i in order[n_valid:]]
+            frames = [frames[i] for i in order[n_valid:]]
         if not train:
             raise TrainingError(f"{config.train_file} has no structures")
+        self.training_domain = TrainingDomain.from_structures(frames, key_map)
         self._check_labels(train)
         return numbers, train, valid
 
@@ -221,6 +229,7 @@ class Trainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         numbers, train, valid = self._load_data()
         model = self._build_model(numbers, train)
+        model.training_domain = self.training_domain  # written into best.fpscf and final.fpscf by save_model
         optimizer = self._optimizer(model)
         partners = None
         if config.time_reversal_augmentation:
