@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | export | version``."""
+"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | export | domain | version``."""
 
 from __future__ import annotations
 
@@ -236,7 +236,9 @@ def _spectra(args: argparse.Namespace) -> int:
 
         from fpscf import FixedPointCalculator
         from fpscf.calculators.spectra import SpectraError, compute_spectra, relax_molecule, write_spectra
+        from fpscf.domain import NonFiniteResultError
         from fpscf.models import DEFAULT_MODEL
+        from fpscf.scf.solver import SCFConvergenceError
 
         if not Path(args.structure).is_file():
             raise FileNotFoundError(f"structure file {args.structure!r} does not exist")
@@ -261,9 +263,10 @@ def _spectra(args: argparse.Namespace) -> int:
         print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, {kind}; model {model_name}", flush=True)
         if args.relax is not None:  # relax_molecule refuses periodic structures with a clear error
             atoms = relax_molecule(atoms, calculator, fmax=args.relax, field=args.field, progress=options["progress"])
+        # every calculation is done before the first file is written: a failing one leaves no partial output
         spectra = compute_spectra(atoms, calculator, **options)
         written = write_spectra(spectra, args.out, width=args.width, model=str(model_name))
-    except (FileNotFoundError, ValueError, SpectraError) as error:
+    except (FileNotFoundError, ValueError, SpectraError, NonFiniteResultError, SCFConvergenceError) as error:
         print(f"fpscf spectra: error: {error}", file=sys.stderr)
         return 2
     print(f"\nfield {spectra.field.tolist()} V/Å, acoustic sum rule {'on' if spectra.acoustic_sum_rule else 'off'}, "
@@ -297,6 +300,35 @@ def _export(args: argparse.Namespace) -> int:
         print(f"fpscf export: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {path}\nin LAMMPS: pair_style fpscf [efield Ex Ey Ez]\n           pair_coeff * * {path} <element per atom type>")
+    return 0
+
+
+def _domain(args: argparse.Namespace) -> int:
+    """Run ``fpscf domain MODEL [--train FILE ...]``: print a model's training domain, or record the
+    domain of its training files in the model file (header only; the weights stay byte for byte)."""
+    import os
+
+    from fpscf.domain import TrainingDomain
+    from fpscf.model_io import read_header, record_training_domain
+    from fpscf.models import SHIPPED_MODELS, shipped_model_path
+
+    try:
+        path = args.model
+        if args.model in SHIPPED_MODELS and not os.path.exists(args.model):
+            path = shipped_model_path(args.model)
+        if args.train:
+            domain = record_training_domain(path, args.train, output=args.output)
+            print(f"recorded in {args.output or path}:")
+        else:
+            data = read_header(path).get("training_domain")
+            if data is None:
+                print(f"{path} records no training domain (record one with --train FILE ...)")
+                return 0
+            domain = TrainingDomain.from_dict(data)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"fpscf domain: error: {error}", file=sys.stderr)
+        return 2
+    print(domain.summary())
     return 0
 
 
@@ -452,6 +484,16 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--mesh-spacing", type=float, default=None,
                         help="PME grid spacing, Å (default 0.35 x the narrowest Gaussian interaction width)")
     export.set_defaults(func=_export)
+    domain = sub.add_parser("domain", help="show or record a model's training domain: fpscf domain MODEL [--train FILE ...]",
+                            description="Without --train: print the ranges of the training data a model file records "
+                                        "(shortest distance per element pair, largest field, charges), which the "
+                                        "calculator and pair_style fpscf warn about leaving. With --train: compute them "
+                                        "from the extxyz files the model was trained on and write them into its header "
+                                        "(the weights are copied byte for byte).")
+    domain.add_argument("model", help="model file (.fpscf) or shipped model name")
+    domain.add_argument("--train", nargs="+", metavar="FILE", help="the model's training structures (extended XYZ)")
+    domain.add_argument("-o", "--output", help="with --train: write the model here instead of rewriting MODEL")
+    domain.set_defaults(func=_domain)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
     args, extra = parser.parse_known_args(argv)
