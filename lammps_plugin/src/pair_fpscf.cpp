@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 
 using namespace LAMMPS_NS;
 
@@ -36,6 +37,21 @@ enum { DIPOLE_X = 0, DIPOLE_Y, DIPOLE_Z, TOTAL_CHARGE, SCF_STEPS, NUM_EXTRA };
 
 // ID of the fix holding the per-atom SCF state.
 const char *const STATE_FIX_ID = "FPSCF_STATE";
+
+// The model's optional "domain" output: this rank's smallest ratio distance / shortest training
+// distance of the pair, that distance (Å) and the pair's species; its largest ratio |q| / largest
+// training |q| of the species, that charge (e) and its species (see DeployedModel._domain_values).
+enum { DOMAIN_DISTANCE_RATIO = 0, DOMAIN_DISTANCE, DOMAIN_SPECIES_A, DOMAIN_SPECIES_B, DOMAIN_CHARGE_RATIO,
+       DOMAIN_CHARGE, DOMAIN_CHARGE_SPECIES, DOMAIN_SIZE };
+
+// Without a max_energy_per_atom attribute: |binding energy| per atom (eV) beyond which a result is an error.
+const double DEFAULT_MAX_ENERGY_PER_ATOM = 1.0e4;
+
+// A value and the rank holding it, for MPI_MINLOC / MPI_MAXLOC (MPI_DOUBLE_INT).
+struct RankValue {
+  double value;
+  int rank;
+};
 
 // The useful part of a libtorch exception message: without the C++ backtrace libtorch appends,
 // and for an error raised inside the TorchScript model only its final "RuntimeError: ..." line(s).
@@ -106,6 +122,11 @@ PairFPSCF::PairFPSCF(LAMMPS *lmp) : Pair(lmp)
   has_centroid_virial = false;
   charges = nullptr;
   max_charges = 0;
+  has_training_domain = false;
+  domain_distance_tolerance = domain_charge_tolerance = 0.0;
+  domain_field_limit = training_max_field = std::numeric_limits<double>::infinity();
+  max_energy_per_atom = DEFAULT_MAX_ENERGY_PER_ATOM;
+  warned_distance = warned_charge = warned_field = false;
 }
 
 PairFPSCF::~PairFPSCF()
@@ -266,6 +287,7 @@ void PairFPSCF::load_model(const std::string &path)
   if (state_size < 0)
     error->all(FLERR, "pair_coeff fpscf: model '{}' has state_size = {}, must be >= 0", path, state_size);
   pass_settings();
+  load_training_domain();
 
   if (ghost_exchange && exchange_width < 1)
     error->all(FLERR, "pair_coeff fpscf: model '{}' exchanges ghost features but has exchange_width = {}", path,
@@ -282,6 +304,126 @@ void PairFPSCF::load_model(const std::string &path)
                    path, r_max, species, num_interactions, periodic_only ? ", periodic only" : "",
                    at::get_num_threads());
   }
+}
+
+// The training domain (optional): tolerances, limits and per-species tables the warnings name.
+void PairFPSCF::load_training_domain()
+{
+  warned_distance = warned_charge = warned_field = false;
+  has_training_domain = model->hasattr("has_training_domain") && model->attr("has_training_domain").toBool();
+  max_energy_per_atom = model->hasattr("max_energy_per_atom") ? model->attr("max_energy_per_atom").toDouble()
+                                                              : DEFAULT_MAX_ENERGY_PER_ATOM;
+  if (!has_training_domain) return;
+  const std::size_t nspecies = model_species.size();
+  try {
+    domain_distance_tolerance = model->attr("domain_distance_tolerance").toDouble();
+    domain_charge_tolerance = model->attr("domain_charge_tolerance").toDouble();
+    domain_field_limit = model->attr("domain_field_limit").toDouble();
+    training_max_field = model->attr("training_max_field").toDouble();
+    const torch::Tensor minima = model->attr("training_min_distances").toTensor().to(torch::kFloat64).contiguous();
+    const torch::Tensor charges_max = model->attr("training_max_charges").toTensor().to(torch::kFloat64).contiguous();
+    if ((std::size_t) minima.numel() != nspecies * nspecies || (std::size_t) charges_max.numel() != nspecies)
+      error->all(FLERR, "pair_coeff fpscf: model '{}' has training-domain tables of {} and {} values, expected {} "
+                 "and {} (one per species pair and species)", model_path, minima.numel(), charges_max.numel(),
+                 nspecies * nspecies, nspecies);
+    training_min_distances.assign(minima.data_ptr<double>(), minima.data_ptr<double>() + minima.numel());
+    training_max_charges.assign(charges_max.data_ptr<double>(), charges_max.data_ptr<double>() + charges_max.numel());
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_coeff fpscf: model '{}' has a training domain with a missing or mistyped attribute: {}",
+               model_path, torch_message(e));
+  }
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair fpscf: the model records its training domain; leaving it (pairs closer than {} x the "
+                   "shortest in training, fields above {:.4g} V/Å, charges above {} x the largest) gives a warning "
+                   "once per run\n", domain_distance_tolerance, domain_field_limit, domain_charge_tolerance);
+}
+
+// Warnings (once per run, rank 0) for a structure outside the training domain; all ranks take
+// part in the reductions while a warning is still due, so they agree on what was warned.
+void PairFPSCF::check_domain(const double *values)
+{
+  const int nspecies = (int) model_species.size();
+  const std::string advice = "results there are extrapolation: check the structure and the timestep, or add such "
+                             "structures to the training data (this warning is shown once per run)";
+  if (!warned_distance) {
+    RankValue mine{values[DOMAIN_DISTANCE_RATIO], comm->me}, best{0.0, 0};
+    MPI_Allreduce(&mine, &best, 1, MPI_DOUBLE_INT, MPI_MINLOC, world);
+    if (best.value < domain_distance_tolerance) {
+      double pair[3] = {values[DOMAIN_DISTANCE], values[DOMAIN_SPECIES_A], values[DOMAIN_SPECIES_B]};
+      MPI_Bcast(pair, 3, MPI_DOUBLE, best.rank, world);
+      warned_distance = true;
+      const int a = (int) pair[1], b = (int) pair[2];
+      if (comm->me == 0 && a >= 0 && b >= 0 && a < nspecies && b < nspecies) {
+        const double minimum = training_min_distances[a * nspecies + b];
+        const std::string training = std::isfinite(minimum)
+            ? fmt::format("below the shortest in training ({:.2f} Å; warned below {} x)", minimum, domain_distance_tolerance)
+            : std::string("a pair never seen in training");
+        error->warning(FLERR, "pair_style fpscf: step {}: the structure leaves the model's training domain: {}-{} "
+                       "distance {:.2f} Å is {}; {}", update->ntimestep, model_species[a], model_species[b], pair[0],
+                       training, advice);
+      }
+    }
+  }
+  if (!warned_charge) {
+    RankValue mine{values[DOMAIN_CHARGE_RATIO], comm->me}, worst{0.0, 0};
+    MPI_Allreduce(&mine, &worst, 1, MPI_DOUBLE_INT, MPI_MAXLOC, world);
+    if (worst.value > domain_charge_tolerance) {
+      double charge[2] = {values[DOMAIN_CHARGE], values[DOMAIN_CHARGE_SPECIES]};
+      MPI_Bcast(charge, 2, MPI_DOUBLE, worst.rank, world);
+      warned_charge = true;
+      const int s = (int) charge[1];
+      if (comm->me == 0 && s >= 0 && s < nspecies)
+        error->warning(FLERR, "pair_style fpscf: step {}: the structure leaves the model's training domain: charge "
+                       "{:+.2f} e on {} exceeds the largest |q| of {} in training ({:.2f} e; warned above {} x): the "
+                       "density is running away (a close contact or a strong field?); {}", update->ntimestep, charge[0],
+                       model_species[s], model_species[s], training_max_charges[s], domain_charge_tolerance, advice);
+    }
+  }
+  if (!warned_field) {
+    const double strength = std::sqrt(field[0] * field[0] + field[1] * field[1] + field[2] * field[2]);
+    if (strength > domain_field_limit) {
+      warned_field = true;
+      if (comm->me == 0)
+        error->warning(FLERR, "pair_style fpscf: step {}: the field {:.3g} V/Å leaves the model's training domain "
+                       "(largest field in training {:.3g} V/Å; warned above {:.3g} V/Å); use a weaker field or train "
+                       "on structures in fields this strong; {}", update->ntimestep, strength, training_max_field,
+                       domain_field_limit, advice);
+    }
+  }
+}
+
+// Stop on every rank, naming the problem, when the model returned a non-finite energy or force,
+// or an energy per atom above the isolated-atom references beyond max_energy_per_atom.
+void PairFPSCF::check_finite(const double *energies, const double *forces, int nlocal, int nall,
+                             double binding_energy, double shortest, const int *shortest_types)
+{
+  double local[3] = {0.0, 0.0, binding_energy};    // non-finite energies, non-finite forces, binding energy
+  for (int i = 0; i < nlocal; i++)
+    if (!std::isfinite(energies[i])) local[0] += 1.0;
+  for (int k = 0; k < 3 * nall; k++)
+    if (!std::isfinite(forces[k])) local[1] += 1.0;
+  double total[3];
+  MPI_Allreduce(local, total, 3, MPI_DOUBLE, MPI_SUM, world);
+  const double per_atom = atom->natoms > 0 ? total[2] / (double) atom->natoms : 0.0;
+  std::string problem;
+  if (total[0] > 0.0) problem = "a non-finite energy";
+  else if (total[1] > 0.0) problem = "non-finite forces";
+  else if (std::fabs(per_atom) > max_energy_per_atom)
+    problem = fmt::format("an energy of {:.3g} eV per atom above the isolated-atom references (sane: within {:g} "
+                          "eV/atom)", per_atom, max_energy_per_atom);
+  if (problem.empty()) return;
+
+  RankValue mine{shortest, comm->me}, best{0.0, 0};
+  MPI_Allreduce(&mine, &best, 1, MPI_DOUBLE_INT, MPI_MINLOC, world);
+  int types[2] = {shortest_types[0], shortest_types[1]};
+  MPI_Bcast(types, 2, MPI_INT, best.rank, world);
+  std::string where = fmt::format("no two atoms closer than r_max = {} Å", r_max);
+  if (std::isfinite(best.value) && types[0] > 0 && types[1] > 0)
+    where = fmt::format("shortest interatomic distance {:.3f} Å, {}-{}", best.value,
+                        model_species[type_to_species[types[0]]], model_species[type_to_species[types[1]]]);
+  error->all(FLERR, "pair_style fpscf: the model returned {} at step {} ({}; field {} {} {} V/Å): likely atoms too "
+             "close, a field too large, or a structure outside the model's training domain; check the structure "
+             "and the timestep", problem, update->ntimestep, where, field[0], field[1], field[2]);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -405,6 +547,8 @@ void PairFPSCF::compute(int eflag, int vflag)
     }
 
   std::vector<int64_t> receivers, senders;
+  double shortest_sq = std::numeric_limits<double>::infinity();    // of owned atoms, for error messages
+  int shortest_types[2] = {0, 0};
   for (int ii = 0; ii < nlisted; ii++) {
     const int i = list->ilist[ii];
     if (depth[i] >= layers) continue;
@@ -412,9 +556,15 @@ void PairFPSCF::compute(int eflag, int vflag)
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = neighbors[jj] & NEIGHMASK;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cutoff_sq) {
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq < cutoff_sq) {
         receivers.push_back(i);
         senders.push_back(j);
+        if (i < nlocal && rsq < shortest_sq) {
+          shortest_sq = rsq;
+          shortest_types[0] = type[i];
+          shortest_types[1] = type[j];
+        }
       }
     }
   }
@@ -480,6 +630,14 @@ void PairFPSCF::compute(int eflag, int vflag)
   const torch::Tensor atomic_energies = model_output(outputs, "atomic_energies", {nlocal}, error);
   const torch::Tensor forces = model_output(outputs, "forces", {nall, 3}, error);
   const torch::Tensor atom_charges = model_output(outputs, "charges", {nlocal}, error);
+
+  // training domain (warnings once per run), then a stop for non-finite or absurd results
+  if (has_training_domain && outputs.contains("domain"))
+    check_domain(model_output(outputs, "domain", {DOMAIN_SIZE}, error).data_ptr<double>());
+  const double binding_energy =
+      outputs.contains("binding_energy") ? model_output(outputs, "binding_energy", {1}, error).item<double>() : 0.0;
+  check_finite(atomic_energies.data_ptr<double>(), forces.data_ptr<double>(), nlocal, nall, binding_energy,
+               std::sqrt(shortest_sq), shortest_types);
 
   // forces on owned and ghost atoms; LAMMPS reverse-communicates the ghost part (newton on)
   const double *force_data = forces.data_ptr<double>();

@@ -59,7 +59,13 @@ class PairFPSCF : public Pair, public fpscf::GhostExchanger {
 
   void allocate();
   void load_model(const std::string &path);
+  void load_training_domain();
   void evaluate_field();
+  // stop (error->all) when the model's energy or forces are not finite, or the energy is absurd
+  void check_finite(const double *energies, const double *forces, int nlocal, int nall, double binding_energy,
+                    double shortest, const int *shortest_types);
+  // warn once per run (rank 0, after MPI reductions) when the structure leaves the training domain
+  void check_domain(const double *values);
 
   std::array<FieldComponent, 3> field_spec;
   double field[3];              // field of the current step, V/Å
@@ -89,6 +95,17 @@ class PairFPSCF : public Pair, public fpscf::GhostExchanger {
   int max_charges;
   double dipole[3];             // e·Å, this rank's share of the total dipole
   int scf_steps;                // SCF iterations of the last force evaluation (0 if not reported)
+
+  // training domain of the model (optional attributes; see lammps_plugin/README.md)
+  bool has_training_domain;           // the model returns "domain" and has the attributes below
+  double domain_distance_tolerance;   // warn below this fraction of a pair's shortest training distance
+  double domain_charge_tolerance;     // warn above this multiple of a species' largest training |q|
+  double domain_field_limit;          // V/Å, warn for a stronger field
+  double training_max_field;          // V/Å, largest field of the training structures
+  double max_energy_per_atom;         // eV, bound on |binding energy| per atom (error beyond)
+  std::vector<double> training_min_distances;    // [S*S] Å, shortest training distance per species pair
+  std::vector<double> training_max_charges;      // [S] e, largest training |q| per species
+  bool warned_distance, warned_charge, warned_field;    // each warning once per run
 };
 
 }    // namespace LAMMPS_NS

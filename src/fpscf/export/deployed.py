@@ -24,6 +24,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
+from fpscf.domain import CHARGE_TOLERANCE, DISTANCE_TOLERANCE, MAX_ENERGY_PER_ATOM, deployed_domain
 from fpscf.electrostatics.applied_field import applied_field_features, bond_midpoint_coordinates
 from fpscf.electrostatics.kernels import self_radial_functions, smeared_coulomb_radial_functions
 from fpscf.electrostatics.mesh import (
@@ -242,6 +243,16 @@ class DeployedModel(torch.nn.Module):
         self.register_buffer("keep_self", torch.tensor([float(flag) for flag in keep], dtype=dtype)[None, :, None])
         norms = [self.feature_norms[:, l : l + 1].expand(-1, 2 * l + 1) for l in range(self.feature_max_l + 1)]
         self.register_buffer("feature_scale", torch.cat(norms, dim=-1).clone())
+        # training domain (fpscf.domain): the "domain" output of every call, reported by the pair style
+        domain = deployed_domain(getattr(model, "training_domain", None), config.atomic_numbers)
+        self.has_training_domain = bool(domain.present)
+        self.domain_distance_tolerance = float(DISTANCE_TOLERANCE)
+        self.domain_charge_tolerance = float(CHARGE_TOLERANCE)
+        self.training_max_field = float(domain.max_field)
+        self.domain_field_limit = float(domain.field_limit)
+        self.max_energy_per_atom = float(MAX_ENERGY_PER_ATOM)
+        self.register_buffer("training_min_distances", domain.min_distances.to(dtype).clone())  # (S, S) Å
+        self.register_buffer("training_max_charges", domain.max_charges.to(dtype).clone())  # (S,) e
         self.to(dtype)
 
     # ------------------------------------------------------------------ electrostatics
@@ -491,6 +502,43 @@ class DeployedModel(torch.nn.Module):
             + self._scientific(final) + ", tolerance " + self._scientific(self.linear_rtol) + ")"
         )
 
+    # ------------------------------------------------------------------ training domain
+    def _domain_values(
+        self,
+        vectors: torch.Tensor,
+        receivers: torch.Tensor,
+        senders: torch.Tensor,
+        species: torch.Tensor,
+        n_local: int,
+        charges: torch.Tensor,
+    ) -> torch.Tensor:
+        """This rank's distance from the training domain (7,): over edges with an owned receiver the
+        smallest ratio distance / shortest distance of its species pair in training (inf: none), that
+        distance (Å) and the pair's two species (-1: none); over owned atoms the largest ratio
+        |q| / largest |q| of its species in training (0: none), that charge (e) and its species."""
+        values = torch.tensor([math.inf, 0.0, -1.0, -1.0, 0.0, 0.0, -1.0], dtype=vectors.dtype, device=vectors.device)
+        if not self.has_training_domain:
+            return values
+        own = receivers < n_local
+        if bool(own.any()):
+            first = species[receivers[own]]
+            second = species[senders[own]]
+            distances = torch.linalg.norm(vectors[own], dim=-1)
+            ratios = distances / self.training_min_distances[first, second]
+            k = int(torch.argmin(ratios))
+            values[0] = ratios[k]
+            values[1] = distances[k]
+            values[2] = first[k].to(values.dtype)
+            values[3] = second[k].to(values.dtype)
+        if n_local > 0:
+            own_species = species[:n_local]
+            ratios = charges.abs() / self.training_max_charges[own_species]
+            k = int(torch.argmax(ratios))
+            values[4] = ratios[k]
+            values[5] = charges[k]
+            values[6] = own_species[k].to(values.dtype)
+        return values
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -720,6 +768,9 @@ class DeployedModel(torch.nn.Module):
             "fermi_level": mu_star.detach(),
             "scf_steps": torch.tensor([float(steps)], dtype=dtype, device=device),
             "adjoint_steps": torch.tensor([float(linear_steps)], dtype=dtype, device=device),
+            "domain": self._domain_values(vectors.detach(), receivers, senders, species, n_local, p_out[:, 0]),
+            # this rank's energy above the isolated-atom references (eV), for the pair style's sanity bound
+            "binding_energy": (atomic_energies.detach() - self.atomic_energies[own_species]).sum().reshape(1),
         }
 
 

@@ -1,8 +1,8 @@
 """``fpscf export``: write a model as the TorchScript file ``pair_style fpscf`` loads.
 
 The file is a TorchScript archive (:class:`fpscf.export.deployed.DeployedModel`) with a plain-data
-header ``fpscf_export.json`` (source model, species, cutoff, SCF settings, fpscf and torch
-versions). LAMMPS runs it through libtorch without Python. TorchScript archives contain code, so
+header ``fpscf_export.json`` (source model, species, cutoff, SCF settings, the training domain
+the pair style checks structures against, fpscf and torch versions). LAMMPS runs it through libtorch without Python. TorchScript archives contain code, so
 load only files you made or trust (fpscf's own ``.fpscf`` model files contain no code).
 """
 
@@ -49,6 +49,7 @@ def export_model(
     loaded = resolve_model(model)
     settings = SCFSettings(tolerance=scf_tolerance, max_steps=max_scf_steps, mixing_parameter=mixing_parameter)
     module = deploy(loaded, settings, total_charge, kspace, mesh_spacing, spline_order)
+    domain = getattr(loaded, "training_domain", None)
     header = {
         "format": "fpscf-lammps",
         "format_version": 1,
@@ -64,6 +65,7 @@ def export_model(
         "kspace": module.kspace,
         "mesh_spacing": module.mesh_spacing if module.kspace == "pme" else None,
         "spline_order": spline_order if module.kspace == "pme" else None,
+        "training_domain": domain.to_dict() if domain is not None else None,
         "fpscf_version": __version__,
         "torch_version": torch.__version__,
     }

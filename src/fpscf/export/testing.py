@@ -155,7 +155,7 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
     eV/Å, ``stress`` (6,) eV/Å³ in ASE's Voigt order (periodic cells only, else absent),
     ``virials`` (N, 6) eV in LAMMPS order xx, yy, zz, xy, xz, yz, ``charges`` (N,) e, ``dipole`` (3,) e·Å,
     and ``state`` (N, state_size) for models that keep one (pass it back as ``state`` to warm-start;
-    the default is NaN rows: no previous step).
+    the default is NaN rows: no previous step); ``domain`` and ``binding_energy`` as the model returns them.
     """
     from ase.neighborlist import neighbor_list
     from scipy.spatial import cKDTree
@@ -209,8 +209,9 @@ def evaluate_atoms(module: torch.nn.Module, atoms: "ase.Atoms", field: Sequence[
         "energy": float(energies.sum()), "energies": energies, "forces": forces, "virials": virials,
         "charges": charges, "dipole": dipole,
     }
-    if "state" in out:
-        results["state"] = out["state"].detach().numpy()
+    for name in ("state", "domain", "binding_energy"):  # domain (7,), binding_energy (1,): see DeployedModel
+        if name in out:
+            results[name] = out[name].detach().numpy()
     for name in ("scf_steps", "adjoint_steps"):
         if name in out:
             results[name] = int(out[name][0])
