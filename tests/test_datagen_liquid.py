@@ -115,6 +115,16 @@ def test_liquid_sampling_is_seeded_and_has_the_keys_of_water_py():
     assert {clusters[0].info["total_charge"], clusters[6].info["total_charge"]} == {-1, 1}
 
 
+def test_box_snapshots_are_cached_and_reused(tmp_path):
+    first = sample_liquid_clusters(6, 5, cache_dir=tmp_path, **RANDOM)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["box_0000.json", "box_0000.xyz"]
+    again = sample_liquid_clusters(6, 5, cache_dir=tmp_path, **RANDOM)
+    assert all(np.allclose(a.positions, b.positions, atol=1e-6) for a, b in zip(first, again))  # file precision
+    hotter = sample_liquid_clusters(6, 5, cache_dir=tmp_path, temperatures=(500.0,), **RANDOM)
+    assert json.loads((tmp_path / "box_0000.json").read_text())["temperature_K"] == 500.0
+    assert not np.allclose(hotter[1].positions, first[1].positions)
+
+
 @pytest.mark.slow
 def test_liquid_clusters_from_xtb_md():
     pytest.importorskip("tblite")
@@ -188,5 +198,6 @@ def test_cli_liquid_and_close_contacts_label_and_resume(tmp_path, capsys):
     frames = read_extxyz(liquid / "data.xyz")
     assert len(frames) == 2 and all(4 <= (a.numbers == 8).sum() <= 7 for a in frames)
     assert json.loads((liquid / "sampling.json").read_text())["sampling_method"] == "random"
+    assert (liquid / "boxes" / "box_0000.xyz").is_file()
     assert main(["data", "liquid", "--out", str(liquid), "--n", "2", "--method", "xtb", "--xc", "pbe"]) == 2
     assert "--basis and --xc are for --method dft" in capsys.readouterr().err

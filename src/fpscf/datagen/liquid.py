@@ -22,46 +22,38 @@ molecules.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.geometry import find_mic
 
-from fpscf.datagen.water import (
-    _TOTAL_CHARGE,
-    _molecule,
-    _random_field,
-    _random_rotation,
-    _single_threaded_openmp,
-    _spread_flags,
-    _tblite_calculator_class,
-)
+from fpscf.datagen.water import (_TOTAL_CHARGE, _molecule, _random_field, _random_rotation,
+                                 _single_threaded_openmp, _spread_flags, _tblite_calculator_class)
 
 _LOG = logging.getLogger(__name__)
 
 #: Sampling methods of :func:`sample_liquid_clusters` (``"random"``: no MD, for tests).
 LIQUID_SAMPLING_METHODS = ("xtb", "random")
 
-# g/cm³ of one amu per Å³.
-_AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660
+_AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660  # g/cm³ of one amu per Å³
 # Box construction: minimum O–O and other intermolecular distances (Å, minimum image).
 _BOX_MIN_OO, _BOX_MIN_INTERMOLECULAR = 2.5, 1.5
 _BOX_TRIES_PER_MOLECULE, _BOX_RESTARTS = 4000, 50
-# xTB: short relaxation of the placed box, then Langevin MD.
-_RELAX_FMAX, _RELAX_STEPS = 0.5, 20  # eV/Å, BFGS steps
+# xTB: short relaxation of the placed box (eV/Å, BFGS steps), then Langevin MD (fs, 1/fs).
+_RELAX_FMAX, _RELAX_STEPS = 0.5, 20
 _TIMESTEP_FS, _FRICTION_PER_FS = 0.5, 0.02
 _MAX_ATTEMPTS = 3
-# Snapshots with atoms closer than this (Å, minimum image) are rejected (the box is redrawn).
-_MIN_DISTANCE = 0.7
-# Random snapshots: Gaussian displacement of H at 300 K, Å (as water.py's "random" method).
-_RANDOM_AMPLITUDE_300K = 0.06
-# Centres of one snapshot are at least this far apart (O–O, Å) when possible.
-_CENTRE_SEPARATION = 3.0
+_MIN_DISTANCE = 0.7  # Å (minimum image): closer atoms reject a snapshot (the box is redrawn)
+_RANDOM_AMPLITUDE_300K = 0.06  # Å, Gaussian displacement of H at 300 K (water.py's "random")
+_CENTRE_SEPARATION = 3.0  # Å, O–O between the centres of one snapshot where possible
 # Independent random streams (offset from water.py's so that the sequences differ).
 _STREAM_BOX, _STREAM_CHARGED, _STREAM_FIELD, _STREAM_FIELD_VALUE, _STREAM_CUT = 10, 11, 12, 13, 14
 _SPECIES = {1: "hydroxide", 2: "water", 3: "hydronium"}
@@ -104,16 +96,8 @@ def water_box(
     (minimum image); the box is redrawn if a molecule does not fit. Atoms are listed molecule by
     molecule, O first. ``info["total_charge"]`` is the ion's charge (e).
 
-    Args:
-        n_molecules: molecules in the box (≥ 1).
-        seed: seed of the placement (ignored when ``rng`` is given).
-        density: mass density, g/cm³ (> 0).
-        ion: None, ``"hydroxide"`` or ``"hydronium"``.
-        rng: random generator to draw from instead of ``seed``.
-
-    Raises:
-        ValueError: an argument out of range.
-        RuntimeError: the molecules could not be placed (density far too high).
+    ``seed`` seeds the placement unless a generator ``rng`` is given. Raises ValueError for an
+    argument out of range and RuntimeError if the molecules do not fit (density far too high).
     """
     if not isinstance(n_molecules, (int, np.integer)) or n_molecules < 1:
         raise ValueError(f"n_molecules = {n_molecules!r}: expected an integer >= 1.")
@@ -169,8 +153,7 @@ def assign_molecules(atoms: Atoms) -> list[tuple[int, list[int]]]:
     numbers = atoms.numbers
     if not np.all(np.isin(numbers, (1, 8))) or not np.any(numbers == 8):
         raise ValueError("assign_molecules: expected a structure of H and O with at least one O.")
-    oxygens = np.flatnonzero(numbers == 8)
-    hydrogens = np.flatnonzero(numbers == 1)
+    oxygens, hydrogens = np.flatnonzero(numbers == 8), np.flatnonzero(numbers == 1)
     owners: dict[int, list[int]] = {int(o): [] for o in oxygens}
     if len(hydrogens):
         vectors = atoms.positions[oxygens][None, :, :] - atoms.positions[hydrogens][:, None, :]
@@ -191,19 +174,11 @@ def _composition(species: list[int]) -> str:
     """water.py's naming from the H count of each molecule (ion first): water_5, hydronium_4water."""
     waters = sum(1 for s in species if s == 2)
     ions = [_SPECIES.get(s, f"OH{s}") for s in species if s != 2]
-    if not ions:
-        return f"water_{waters}"
-    return "_".join(ions) + (f"_{waters}water" if waters else "")
+    return "_".join(ions) + (f"_{waters}water" if waters else "") if ions else f"water_{waters}"
 
 
-def cut_cluster(
-    box: Atoms,
-    centre: int,
-    *,
-    shell_radius: float = 3.4,
-    min_molecules: int = 4,
-    max_molecules: int = 7,
-) -> Atoms:
+def cut_cluster(box: Atoms, centre: int, *, shell_radius: float = 3.4, min_molecules: int = 4,
+                max_molecules: int = 7) -> Atoms:
     """Cut a cluster of whole molecules around molecule ``centre`` from a periodic box.
 
     The molecules (:func:`assign_molecules`) whose O lies within ``shell_radius`` (Å, minimum
@@ -215,14 +190,9 @@ def cut_cluster(
     at the origin; ``info["total_charge"]`` = Σ (n_H − 2) e over the molecules and
     ``info["composition"]`` as in :mod:`fpscf.datagen.water`.
 
-    Args:
-        box: periodic box of H and O.
-        centre: index of the central molecule in ``assign_molecules(box)`` (O order).
-        shell_radius: Å; must be below half the narrowest width of the cell.
-        min_molecules, max_molecules: bounds on the cluster size (molecules).
-
-    Raises:
-        ValueError: bad arguments, or a cluster that would reach beyond half the cell.
+    ``centre`` indexes ``assign_molecules(box)`` (O order); ``shell_radius`` must be below half the
+    narrowest width of the cell. Raises ValueError for bad arguments or a cluster that would reach
+    beyond half the cell.
     """
     molecules = assign_molecules(box)
     if not 0 <= centre < len(molecules):
@@ -284,6 +254,7 @@ def sample_liquid_clusters(
     field_fraction: float = 0.3,
     max_field: float = 0.1,
     sampling_method: str = "xtb",
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> list[Atoms]:
     """Sample ``n`` clusters cut from liquid water boxes, reproducibly (same arguments, same clusters).
 
@@ -313,6 +284,9 @@ def sample_liquid_clusters(
     of a sample of n > m are those of a sample of m. MD runs on one OpenMP thread, so the
     clusters do not depend on OMP_NUM_THREADS (another tblite build may change them: MD is chaotic).
     Progress lines (one per box, with the cost per MD step) go to the ``fpscf.datagen.liquid`` logger.
+    With ``cache_dir``, each box's snapshots are kept there (``box_0003.xyz`` with its parameters in
+    ``box_0003.json``) and reused when the parameters match, so an interrupted sampling loses at
+    most one box of MD.
 
     Returns:
         ``n`` clusters, ``info["sample_id"] = 0..n-1`` (module docstring for the keys).
@@ -343,7 +317,7 @@ def sample_liquid_clusters(
         plan = _Box(index, ion, box_molecules, temperature)
         wanted = min(per_box, n - len(clusters))
         snapshots = _box_snapshots(plan, math.ceil(wanted / clusters_per_snapshot), seed, density,
-                                   equilibration_fs, snapshot_spacing_fs, sampling_method)
+                                   equilibration_fs, snapshot_spacing_fs, sampling_method, cache_dir)
         for s, snapshot in enumerate(snapshots):
             rng = np.random.default_rng([seed, _STREAM_CUT, index, s])
             for centre in _centres(snapshot, clusters_per_snapshot, plan.ion is not None, rng):
@@ -366,30 +340,28 @@ def _check_arguments(n, seed, box_molecules, density, temperatures, charged_frac
                      equilibration_fs, snapshot_spacing_fs, field_fraction, max_field, method) -> None:
     for name, value, least in (("n", n, 0), ("seed", seed, 0), ("box_molecules", box_molecules, 1),
                                ("min_molecules", min_molecules, 1), ("max_molecules", max_molecules, 1),
-                               ("snapshots_per_box", snapshots_per_box, 1),
-                               ("clusters_per_snapshot", clusters_per_snapshot, 1)):
+                               ("snapshots_per_box", snapshots_per_box, 1), ("clusters_per_snapshot", clusters_per_snapshot, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
             raise ValueError(f"{name} = {value!r}: expected an integer >= {least}.")
-    if min_molecules > max_molecules or max_molecules > box_molecules:
-        raise ValueError(f"cluster sizes {min_molecules}..{max_molecules} must satisfy min <= max <= "
-                         f"box_molecules ({box_molecules}).")
-    if clusters_per_snapshot > box_molecules:
-        raise ValueError(f"clusters_per_snapshot = {clusters_per_snapshot}: at most box_molecules.")
-    if not (density > 0 and math.isfinite(density)):
-        raise ValueError(f"density = {density!r}: expected a density > 0 g/cm³.")
-    if not temperatures or any(not (t > 0 and math.isfinite(t)) for t in temperatures):
-        raise ValueError(f"temperatures = {temperatures!r}: expected temperatures > 0 K.")
-    for name, value in (("charged_fraction", charged_fraction), ("field_fraction", field_fraction)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} = {value!r}: expected a fraction in [0, 1].")
-    if not 0 < low <= high:
-        raise ValueError(f"shell_radius = ({low}, {high}): expected 0 < low <= high (Å).")
-    if not (equilibration_fs >= 0 and snapshot_spacing_fs > 0):
-        raise ValueError("equilibration_fs must be >= 0 and snapshot_spacing_fs > 0 (fs).")
-    if not (max_field >= 0 and math.isfinite(max_field)):
-        raise ValueError(f"max_field = {max_field!r}: expected a field magnitude >= 0 V/Å.")
-    if method not in LIQUID_SAMPLING_METHODS:
-        raise ValueError(f"sampling_method = {method!r}: expected one of {LIQUID_SAMPLING_METHODS}.")
+    problems = [
+        (min_molecules > max_molecules or max_molecules > box_molecules,
+         f"cluster sizes {min_molecules}..{max_molecules}: expected min <= max <= box_molecules ({box_molecules})"),
+        (clusters_per_snapshot > box_molecules, f"clusters_per_snapshot = {clusters_per_snapshot} > box_molecules"),
+        (not (density > 0 and math.isfinite(density)), f"density = {density!r}: expected > 0 g/cm³"),
+        (not temperatures or any(not (t > 0 and math.isfinite(t)) for t in temperatures),
+         f"temperatures = {temperatures!r}: expected temperatures > 0 K"),
+        (not 0.0 <= charged_fraction <= 1.0, f"charged_fraction = {charged_fraction!r}: expected a fraction in [0, 1]"),
+        (not 0.0 <= field_fraction <= 1.0, f"field_fraction = {field_fraction!r}: expected a fraction in [0, 1]"),
+        (not 0 < low <= high, f"shell_radius = ({low}, {high}): expected 0 < low <= high (Å)"),
+        (not (equilibration_fs >= 0 and snapshot_spacing_fs > 0),
+         "equilibration_fs must be >= 0 and snapshot_spacing_fs > 0 (fs)"),
+        (not (max_field >= 0 and math.isfinite(max_field)), f"max_field = {max_field!r}: expected >= 0 V/Å"),
+        (method not in LIQUID_SAMPLING_METHODS,
+         f"sampling_method = {method!r}: expected one of {LIQUID_SAMPLING_METHODS}"),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise ValueError(message + ".")
 
 
 def _centres(snapshot: Atoms, count: int, ion_first: bool, rng: np.random.Generator) -> list[int]:
@@ -412,7 +384,29 @@ def _centres(snapshot: Atoms, count: int, ion_first: bool, rng: np.random.Genera
 
 
 def _box_snapshots(plan: _Box, count: int, seed: int, density: float, equilibration_fs: float,
-                   spacing_fs: float, method: str) -> list[Atoms]:
+                   spacing_fs: float, method: str, cache_dir: str | os.PathLike[str] | None) -> list[Atoms]:
+    """``count`` snapshots of one box (from ``cache_dir`` if there with the same parameters)."""
+    if cache_dir is None:
+        return _run_box(plan, count, seed, density, equilibration_fs, spacing_fs, method)
+    import ase.io
+
+    key = {"seed": seed, "box": plan.index, "ion": plan.ion, "molecules": plan.molecules, "density": density,
+           "temperature_K": plan.temperature, "snapshots": count, "equilibration_fs": equilibration_fs,
+           "snapshot_spacing_fs": spacing_fs, "method": method}
+    stem = Path(cache_dir) / f"box_{plan.index:04d}"
+    keyfile, xyz = stem.with_suffix(".json"), stem.with_suffix(".xyz")
+    if keyfile.is_file() and xyz.is_file() and json.loads(keyfile.read_text()) == key:
+        return list(ase.io.read(xyz, index=":", format="extxyz"))
+    snapshots = _run_box(plan, count, seed, density, equilibration_fs, spacing_fs, method)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    keyfile.unlink(missing_ok=True)
+    ase.io.write(xyz, snapshots, format="extxyz")
+    keyfile.write_text(json.dumps(key, indent=1) + "\n")
+    return snapshots
+
+
+def _run_box(plan: _Box, count: int, seed: int, density: float, equilibration_fs: float,
+             spacing_fs: float, method: str) -> list[Atoms]:
     """``count`` snapshots of one box; the box is redrawn (fresh numbers) if a run fails."""
     errors = []
     for attempt in range(_MAX_ATTEMPTS):

@@ -19,6 +19,7 @@ that call :func:`generate_dataset` must guard their entry point with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -275,15 +276,17 @@ def liquid_dataset(
     runs. Structures come from :func:`fpscf.datagen.liquid.sample_liquid_clusters` (``n``,
     ``seed``, ``sampling``; for ``method="xtb"`` the default ``field_fraction`` is 0) and are kept
     in ``out_dir/structures.xyz`` like :func:`water_dataset`'s (the MD runs again only if the
-    sampling parameters change); the MD's progress lines go to stderr with ``progress``.
+    sampling parameters change; each box's snapshots are kept in ``out_dir/boxes/``, so an
+    interrupted sampling resumes box by box); the MD's progress lines go to stderr with ``progress``.
     Returns ``out_dir/data.xyz``."""
     from fpscf.datagen.liquid import sample_liquid_clusters
 
     if method == "xtb":
         sampling.setdefault("field_fraction", 0.0)
+    # each box's MD is kept in out_dir/boxes, so an interrupted sampling resumes box by box
+    sample = functools.partial(sample_liquid_clusters, cache_dir=Path(out_dir) / "boxes")
     with _logger_to_stderr("fpscf.datagen.liquid", progress):
-        structures, parameters = _sampled_structures(Path(out_dir), sample_liquid_clusters, n, seed, sampling,
-                                                     progress)
+        structures, parameters = _sampled_structures(Path(out_dir), sample, n, seed, sampling, progress)
     return generate_dataset(
         structures, out_dir, method=method, workers=workers,
         threads_per_worker=threads_per_worker, response_fraction=response_fraction,
