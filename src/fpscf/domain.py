@@ -62,7 +62,7 @@ CHARGE_TOLERANCE: float = 1.5
 DISTANCE_CUTOFF: float = 6.0
 #: An energy per atom above the isolated-atom references (eV) beyond this is an error. Chemical
 #: energies are a few eV per atom, and even the screened nuclear repulsion (ZBL) of two O atoms
-#: 0.1 Å apart is about 2e3 eV per atom; 1e4 eV/atom is a broken evaluation, not physics.
+#: 0.1 Å apart is about 2.4e3 eV per atom; 1e4 eV/atom is a broken evaluation, not physics.
 MAX_ENERGY_PER_ATOM: float = 1.0e4
 #: Version of the dict written by :meth:`TrainingDomain.to_dict`.
 DOMAIN_FORMAT_VERSION = 1
