@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | export | domain | version``."""
+"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | export | domain | active-learn | version``."""
 
 from __future__ import annotations
 
@@ -332,6 +332,36 @@ def _domain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _active_learn(args: argparse.Namespace) -> int:
+    """Run ``fpscf active-learn``: MD with the model → pick what it is unsure of → label → retrain →
+    evaluate, repeated; resumable (``fpscf.active_learning.loop``). Problems are one line."""
+    import dataclasses
+
+    from fpscf.active_learning.config import load_active_learning_config
+    from fpscf.active_learning.loop import run_active_learning
+    from fpscf.datagen.runner import DataGenerationError
+    from fpscf.training.config import ConfigError
+    from fpscf.training.statistics import StatisticsError
+    from fpscf.training.trainer import TrainingError
+
+    try:
+        config = load_active_learning_config(args.config)
+        if args.max_iterations is not None:
+            if args.max_iterations < 1:
+                raise ConfigError(f"--max-iterations = {args.max_iterations}: expected an integer >= 1")
+            config = dataclasses.replace(config, max_iterations=args.max_iterations)
+        history = run_active_learning(config)
+    except (ConfigError, TrainingError, StatisticsError, DataGenerationError, FileNotFoundError, ImportError) as error:
+        print(f"fpscf active-learn: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    for entry in history:
+        evaluation = entry["evaluation"]
+        print(f"iteration {entry['iteration']}: {entry['labels']['labelled']} clusters labelled, model "
+              f"{entry['model_out']}; {evaluation['stable_runs']}/{len(evaluation['runs'])} evaluation runs stable")
+    print(f"history: {config.work_dir}/history.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fpscf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -494,6 +524,16 @@ def main(argv: list[str] | None = None) -> int:
     domain.add_argument("--train", nargs="+", metavar="FILE", help="the model's training structures (extended XYZ)")
     domain.add_argument("-o", "--output", help="with --train: write the model here instead of rewriting MODEL")
     domain.set_defaults(func=_domain)
+    active = sub.add_parser(
+        "active-learn", help="grow a model's training set from its own MD: fpscf active-learn --config al.yaml",
+        description="Each iteration: MD with the current model (stopped at the first sign of trouble), the frames "
+                    "it is least sure of, clusters cut around the flagged atoms, labelled (DFT), added to the "
+                    "training set, the model retrained from its weights, and a fresh MD to measure its stability. "
+                    "Resumable: run the same command again to continue. Config: examples/liquid_water/active_learning.yaml.",
+    )
+    active.add_argument("--config", required=True, help="active-learning config (YAML)")
+    active.add_argument("--max-iterations", type=int, help="override the config's max_iterations")
+    active.set_defaults(func=_active_learn)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
     args, extra = parser.parse_known_args(argv)
