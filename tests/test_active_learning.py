@@ -308,3 +308,13 @@ def test_config_errors_are_one_line_naming_the_key(loop_files, capsys, changes, 
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("fpscf active-learn: error: in ")
     assert expected in error
+
+
+def test_the_liquid_water_example_config_is_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_active_learning_config(root / "examples" / "liquid_water" / "active_learning.yaml")
+    assert config.model == "water-b3lyp" and len(config.start_structures) == 2
+    assert config.labelling.method == "dft" and config.selection.max_molecules <= 7
+    assert config.training.train_file.endswith("examples/water_model/data/train.xyz")
