@@ -45,7 +45,7 @@ def write_config(directory: Path, **changes) -> Path:
             0: {"name": "direct", "start": 0, "end": 5, "lr": 0.01,
                 "loss": {"atomic_multipoles": 100.0, "energy_per_atom": 10.0, "forces": 10.0, "dipole_per_atom": 10.0},
                 "fixed_point_training_options": {"mode": "direct"}},
-            1: {"name": "solve", "start": 6, "end": 8, "lr": 0.003,
+            1: {"name": "solve", "start": 6, "end": 8, "lr": 0.001,
                 "loss": {"energy_per_atom": 10.0, "forces": 10.0, "dipole_per_atom": 10.0},
                 "fixed_point_training_options": {"mode": "linearize_solve", "scf": {"num_scf_steps": 100, "mixing_parameter": 0.5, "scf_tolerance": 1e-9}}},
         },
