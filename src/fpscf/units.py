@@ -40,3 +40,13 @@ IR_INTENSITY_KM_PER_MOL: float = (
     _AVOGADRO_SI / (12 * _VACUUM_PERMITTIVITY_SI * _SPEED_OF_LIGHT_SI**2)
     * _ELEMENTARY_CHARGE_SI**2 / _ATOMIC_MASS_SI / 1e3
 )
+
+# Constants for molecular dynamics analysis (thermal factors, IR from dipole time series).
+#: Boltzmann constant k_B in eV/K (CODATA 2018).
+BOLTZMANN: float = 8.617333262e-5
+#: Speed of light in Å/fs (exact), for time correlation functions in fs: ω (rad/fs) = 2π c ν̃.
+SPEED_OF_LIGHT_A_PER_FS: float = _SPEED_OF_LIGHT_SI * 1e10 / 1e15
+#: Debye in e·Å (1 D = 1e-21 C·m²/s / c).
+DEBYE: float = 1e-21 / _SPEED_OF_LIGHT_SI / _ELEMENTARY_CHARGE_SI * 1e10
+#: A polarization of 1 e/Å² in μC/cm².
+POLARIZATION_MICROCOULOMB_PER_CM2: float = _ELEMENTARY_CHARGE_SI * 1e6 / 1e-16
