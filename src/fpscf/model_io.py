@@ -4,7 +4,12 @@ The header (in the safetensors metadata) records the format, the package version
 species and every hyperparameter, so ``load_model`` rebuilds the architecture from data alone,
 and, for models that carry one, the training domain (:class:`fpscf.domain.TrainingDomain`: the
 ranges of the training data the calculators check structures against). Files without it load
-with ``model.training_domain = None``.
+with ``model.training_domain = None``. A model may also carry a dispersion term added at inference
+(:class:`fpscf.calculators.dispersion.DispersionSettings`, header entry ``dispersion``, e.g.
+``{"method": "d3bj", "functional": "b3lyp", ...}``); files without it load with
+``model.dispersion = None``. Both entries live beside the hyperparameters, not among them: neither
+changes the network or its weights, and either can be rewritten in the header alone
+(:func:`write_training_domain`, :func:`write_dispersion`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     domain = getattr(model, "training_domain", None)
     if domain is not None:
         header["training_domain"] = domain.to_dict()
+    dispersion = _dispersion(getattr(model, "dispersion", None))
+    if dispersion is not None:
+        header["dispersion"] = dispersion.to_dict()
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path, make_parents=True) as temporary:
         save_file(tensors, str(temporary), metadata={"fpscf": json.dumps(header)})
@@ -74,7 +82,9 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64) -> Any:
     """Rebuild a :class:`~fpscf.model.FixedPointModel` from a file written by ``model.save``,
-    with its training domain as ``model.training_domain`` (None if the file has none)."""
+    with its training domain as ``model.training_domain`` and its dispersion term as
+    ``model.dispersion`` (:class:`~fpscf.calculators.dispersion.DispersionSettings`; each None if
+    the file has none)."""
     from safetensors.torch import load_file
 
     from fpscf.config import ModelConfig
@@ -92,7 +102,32 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtyp
         )
     domain = header.get("training_domain")
     model.training_domain = TrainingDomain.from_dict(domain) if domain is not None else None
+    model.dispersion = _dispersion(header.get("dispersion"))
     return model.to(device=device, dtype=dtype)
+
+
+def _dispersion(value: Any) -> Any:
+    """A DispersionSettings (or None) from a header entry, a dict or DispersionSettings."""
+    from fpscf.calculators.dispersion import resolve_dispersion
+
+    return resolve_dispersion(None, value)
+
+
+def _rewrite_header(path: str | os.PathLike, key: str, value: Any, output: str | os.PathLike | None) -> Path:
+    """Set (or, for None, remove) ``header[key]`` of the model file ``path``, written to ``output``
+    (default ``path``, atomically); the tensors are copied byte for byte."""
+    from safetensors.torch import load_file, save_file
+
+    header = read_header(path)
+    tensors = load_file(str(path))
+    if value is None:
+        header.pop(key, None)
+    else:
+        header[key] = value
+    target = Path(output) if output is not None else Path(path)
+    with atomic_path(target, make_parents=True) as temporary:
+        save_file(tensors, str(temporary), metadata={"fpscf": json.dumps(header)})
+    return target
 
 
 def write_training_domain(path: str | os.PathLike, domain: Any, output: str | os.PathLike | None = None) -> Path:
@@ -101,18 +136,18 @@ def write_training_domain(path: str | os.PathLike, domain: Any, output: str | os
 
     Only the header changes: the tensors are copied byte for byte (no model is built), so the
     weights, and every result of the model, stay exactly what they were."""
-    from safetensors.torch import load_file, save_file
+    return _rewrite_header(path, "training_domain", None if domain is None else domain.to_dict(), output)
 
-    header = read_header(path)
-    tensors = load_file(str(path))
-    if domain is None:
-        header.pop("training_domain", None)
-    else:
-        header["training_domain"] = domain.to_dict()
-    target = Path(output) if output is not None else Path(path)
-    with atomic_path(target, make_parents=True) as temporary:
-        save_file(tensors, str(temporary), metadata={"fpscf": json.dumps(header)})
-    return target
+
+def write_dispersion(path: str | os.PathLike, dispersion: Any, output: str | os.PathLike | None = None) -> Path:
+    """Record ``dispersion`` (a dict such as ``{"method": "d3bj", "functional": "b3lyp"}``, a
+    :class:`~fpscf.calculators.dispersion.DispersionSettings`, or None to remove it) in the header of
+    the model file ``path``, written to ``output`` (default: ``path`` itself, atomically).
+
+    Only the header changes (``fpscf dispersion``): the tensors are copied byte for byte, so the
+    learnt part of the model stays exactly what it was; calculators then add the D3 term."""
+    settings = _dispersion(dispersion)
+    return _rewrite_header(path, "dispersion", None if settings is None else settings.to_dict(), output)
 
 
 def record_training_domain(
@@ -129,11 +164,16 @@ def record_training_domain(
 
 
 def model_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of what determines a model's results: its hyperparameters and tensors (names, dtypes,
-    shapes, bytes); not the training domain, versions or the order of tensors in the file."""
+    """SHA-256 of what determines a model's results: its hyperparameters, its dispersion term if it
+    has one, and tensors (names, dtypes, shapes, bytes); not the training domain, versions or the order
+    of tensors in the file. (Files without a dispersion term have the digest they had before the
+    term existed.)"""
     from safetensors import safe_open
 
-    digest = hashlib.sha256(json.dumps(read_header(path)["hyperparameters"], sort_keys=True).encode())
+    header = read_header(path)
+    digest = hashlib.sha256(json.dumps(header["hyperparameters"], sort_keys=True).encode())
+    if header.get("dispersion") is not None:
+        digest.update(b"dispersion|" + json.dumps(header["dispersion"], sort_keys=True).encode())
     with safe_open(str(path), framework="pt") as handle:
         for name in sorted(handle.keys()):
             tensor = handle.get_tensor(name).contiguous()

@@ -11,6 +11,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from fpscf.data import atoms_to_graph
+from fpscf.calculators.dispersion import D3Dispersion, resolve_dispersion
 from fpscf.calculators.response import (
     dielectric_tensor,
     enforce_acoustic_sum_rule,
@@ -106,6 +107,18 @@ class FixedPointCalculator(Calculator):
     returned. A non-finite energy, force or other result, or an energy more than
     ``MAX_ENERGY_PER_ATOM`` (1e4 eV) per atom above the isolated-atom references, raises
     :class:`~fpscf.domain.NonFiniteResultError` and leaves ``results`` empty.
+
+    Dispersion (:mod:`fpscf.calculators.dispersion`): a model whose file records a D3 term
+    (``model.dispersion``, e.g. ``{"method": "d3bj", "functional": "b3lyp"}``; set with
+    ``fpscf dispersion``) has it added, computed by simple-dftd3: ``dispersion=None`` (default) takes
+    the model's choice, ``dispersion=False`` switches it off, a dict (or
+    :class:`~fpscf.calculators.dispersion.DispersionSettings`) sets another. The D3 energy, forces,
+    stress, Hessian and per-atom energies are added to ``energy``, ``free_energy``, ``forces``,
+    ``stress``, ``hessian`` and ``energies``; ``results['dispersion_energy']`` holds the D3 energy
+    (present only with dispersion on). The per-atom ``virials`` and ``stresses`` are those of the learnt
+    model alone (simple-dftd3 gives no per-atom virial): with dispersion on they sum to the global
+    virial without D3, ``−(stress − results['dispersion_stress'])·Ω``. D3 does not depend on the
+    field: dipole, charges, polarizability, Born charges and Raman tensors are unchanged by it.
     """
 
     implemented_properties = [
@@ -133,6 +146,7 @@ class FixedPointCalculator(Calculator):
         mixing_parameter: float = 0.5,
         on_scf_failure: str = "raise",
         acoustic_sum_rule: bool = False,
+        dispersion: Any = None,
         verbose: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -166,6 +180,9 @@ class FixedPointCalculator(Calculator):
         if not isinstance(acoustic_sum_rule, bool):
             raise TypeError(f"acoustic_sum_rule must be True or False, got {acoustic_sum_rule!r}")
         self.acoustic_sum_rule = acoustic_sum_rule
+        #: the D3 term added to the learnt model's results (None: none); see the class docstring
+        self.dispersion = resolve_dispersion(dispersion, getattr(self.model, "dispersion", None))
+        self._dispersion = D3Dispersion(self.dispersion) if self.dispersion is not None else None
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
         self._domain_warned: set[str] = set()  # kinds of domain violation already warned about
 
@@ -260,11 +277,30 @@ class FixedPointCalculator(Calculator):
         )
         self.results = {}
         results = self._results(out, graph, atoms, periodic)
+        if self._dispersion is not None:
+            self._add_dispersion(results, atoms, periodic)
         self._check_finite(results, atoms, info)
         if domain is not None:
             self._warn_out_of_domain(atoms, domain.charge_violations(atoms.numbers, results["charges"]))
         self._warm = (key, out["multipoles"].detach(), out["fermi_level"].detach())
         self.results = {**previous, **results}
+
+    def _add_dispersion(self, results: dict[str, Any], atoms: Any, periodic: bool) -> None:
+        """Add the D3 energy and its derivatives (simple-dftd3) to ``results``; response properties
+        (dipole, charges, α, Z*, Raman) are left alone: D3 does not depend on the field."""
+        d3 = self._dispersion.compute(atoms, hessian="hessian" in results)
+        results["dispersion_energy"] = d3["energy"]
+        results["dispersion_forces"] = d3["forces"]
+        for name in ("energy", "free_energy"):
+            results[name] = results[name] + d3["energy"]
+        results["forces"] = results["forces"] + d3["forces"]
+        results["energies"] = results["energies"] + d3["energies"]
+        results["virial"] = results["virial"] + d3["virial"]
+        if periodic:
+            results["dispersion_stress"] = d3["stress"]
+            results["stress"] = results["stress"] + d3["stress"]
+        if "hessian" in results:
+            results["hessian"] = results["hessian"] + d3["hessian"]
 
     def _warn_out_of_domain(self, atoms: Any, violations: list[Any]) -> None:
         """One :class:`OutOfDomainWarning` per kind of violation for the life of this calculator."""
