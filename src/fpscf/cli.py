@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | export | domain | active-learn | version``."""
+"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | export | domain | dispersion | active-learn | version``."""
 
 from __future__ import annotations
 
@@ -299,7 +299,15 @@ def _export(args: argparse.Namespace) -> int:
     except (ExportError, ValueError, FileNotFoundError) as error:
         print(f"fpscf export: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {path}\nin LAMMPS: pair_style fpscf [efield Ex Ey Ez]\n           pair_coeff * * {path} <element per atom type>")
+    from fpscf.export import pair_commands, read_export_header
+
+    header = read_export_header(path)
+    if header.get("dispersion_pair_style") is None:
+        print(f"wrote {path}\nin LAMMPS: pair_style fpscf [efield Ex Ey Ez]\n           pair_coeff * * {path} <element per atom type>")
+        return 0
+    lines = "\n  ".join(pair_commands(path, header["species"], "[efield Ex Ey Ez]"))
+    print(f"wrote {path}; the model adds D3 dispersion, which LAMMPS computes with pair_style dispersion/d3\n"
+          f"in LAMMPS (elements in the order of your atom types; fpscf.export.pair_commands writes these):\n  {lines}")
     return 0
 
 
@@ -329,6 +337,57 @@ def _domain(args: argparse.Namespace) -> int:
         print(f"fpscf domain: error: {error}", file=sys.stderr)
         return 2
     print(domain.summary())
+    return 0
+
+
+def _dispersion(args: argparse.Namespace) -> int:
+    """Run ``fpscf dispersion MODEL [--set d3bj --functional b3lyp] [-o OUT]``: print the D3 term a
+    model adds at inference, or set/remove it in the header (the weights stay byte for byte)."""
+    import os
+
+    from fpscf.calculators.dispersion import DispersionSettings
+    from fpscf.model_io import read_header, write_dispersion
+    from fpscf.models import SHIPPED_MODELS, shipped_model_path
+
+    try:
+        path = args.model
+        shipped = args.model in SHIPPED_MODELS and not os.path.exists(args.model)
+        if shipped:
+            path = shipped_model_path(args.model)
+        if args.set is None:
+            if args.functional or args.cutoff or args.cn_cutoff or args.output:
+                raise ValueError("--functional, --cutoff, --cn-cutoff and -o go with --set")
+            data = read_header(path).get("dispersion")
+            if data is None:
+                print(f"{path}: no dispersion term (add one with --set d3bj --functional b3lyp -o OUT)")
+                return 0
+            settings = DispersionSettings.from_dict(data)
+        else:
+            if shipped and args.output is None:
+                raise ValueError(f"{args.model!r} is a shipped model: write the changed model elsewhere with -o OUT")
+            settings = None
+            if args.set != "none":
+                if not args.functional:
+                    raise ValueError(f"--set {args.set} needs --functional, the DFT functional of the training labels "
+                                     "(e.g. b3lyp)")
+                chosen = {"cutoff": args.cutoff, "cn_cutoff": args.cn_cutoff}
+                settings = DispersionSettings(args.set, args.functional, **{k: v for k, v in chosen.items() if v})
+            elif args.functional or args.cutoff or args.cn_cutoff:
+                raise ValueError("--set none takes no --functional, --cutoff or --cn-cutoff")
+            target = write_dispersion(path, settings, args.output)
+            print(f"wrote {target} (weights unchanged)")
+            if settings is None:
+                print("no dispersion term")
+                return 0
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"fpscf dispersion: error: {error}", file=sys.stderr)
+        return 2
+    print(settings.describe())
+    try:
+        print(f"in LAMMPS: pair_style hybrid/overlay fpscf [options] {settings.lammps_pair_style()} (after fpscf "
+              "export, fpscf.export.pair_commands writes every line; lammps_plugin/README.md)")
+    except ValueError as error:
+        print(f"not available in LAMMPS: {error}")
     return 0
 
 
@@ -524,6 +583,22 @@ def main(argv: list[str] | None = None) -> int:
     domain.add_argument("--train", nargs="+", metavar="FILE", help="the model's training structures (extended XYZ)")
     domain.add_argument("-o", "--output", help="with --train: write the model here instead of rewriting MODEL")
     domain.set_defaults(func=_domain)
+    dispersion = sub.add_parser(
+        "dispersion", help="show or set the D3 dispersion a model adds: fpscf dispersion MODEL [--set d3bj --functional b3lyp -o OUT]",
+        description="Models fit to dispersion-free labels (B3LYP water) can carry a DFT-D3 term that calculators "
+                    "add at inference, computed by simple-dftd3 (and by pair_style dispersion/d3 in LAMMPS). Without "
+                    "--set: print the model's term. With --set: record it in the header (the weights are copied "
+                    "byte for byte); --set none removes it.",
+    )
+    dispersion.add_argument("model", help="model file (.fpscf) or shipped model name")
+    dispersion.add_argument("--set", choices=["d3bj", "d3zero", "none"],
+                            help="D3 damping: Becke-Johnson (d3bj), zero (d3zero), or none to remove the term")
+    dispersion.add_argument("--functional", help="functional whose D3 parameters to use (simple-dftd3 name, e.g. b3lyp)")
+    dispersion.add_argument("--cutoff", type=float, help="pair cutoff, Å (default 31.75 = 60 Bohr, simple-dftd3's)")
+    dispersion.add_argument("--cn-cutoff", type=float,
+                            help="coordination-number cutoff, Å, at most --cutoff (default 21.17 = 40 Bohr)")
+    dispersion.add_argument("-o", "--output", help="with --set: write the model here instead of rewriting MODEL")
+    dispersion.set_defaults(func=_dispersion)
     active = sub.add_parser(
         "active-learn", help="grow a model's training set from its own MD: fpscf active-learn --config al.yaml",
         description="Each iteration: MD with the current model (stopped at the first sign of trouble), the frames "
