@@ -22,6 +22,7 @@
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -451,6 +452,14 @@ void PairFPSCF::init_style()
       error->all(FLERR, "pair_style fpscf: efield variable '{}' must be equal-style", component.variable);
   }
   ensure_state_fix();
+
+  // Inside pair_style hybrid (or hybrid/overlay) the hybrid sized LAMMPS' communication buffers from
+  // the sub-styles' widths when pair_style was read, before pair_coeff loaded this model and set
+  // ours: raise the hybrid's widths to ours (Comm::init reads them after this).
+  if (force->pair && force->pair != this) {
+    force->pair->comm_forward = std::max(force->pair->comm_forward, comm_forward);
+    force->pair->comm_reverse = std::max(force->pair->comm_reverse, comm_reverse);
+  }
 
   if (num_interactions > 1 && !ghost_exchange) {
     // Message passing over num_interactions layers: owned atoms see ghosts up to

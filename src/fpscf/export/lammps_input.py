@@ -3,19 +3,14 @@
 A model with a dispersion term (``fpscf dispersion``) is exported as its learnt part; LAMMPS adds
 the D3 energy with its own ``pair_style dispersion/d3`` (EXTRA-PAIR), overlaid on ``fpscf``::
 
-    fix fpscf_comm_buffer all property/atom d2_fpscf_comm_buffer 96 ghost yes
     neigh_modify one 41000 page 410000
     pair_style hybrid/overlay fpscf efield 0 0 0.05 dispersion/d3 bj b3-lyp 31.75063265 21.16708844
     pair_coeff * * fpscf water.lmp O H
     pair_coeff * * dispersion/d3 O H
 
-The ``fix property/atom`` line is a workaround: ``pair_style fpscf`` sets the width of its ghost
-exchange (``comm_forward``/``comm_reverse``, the export header's ``exchange_width``) when
-``pair_coeff`` loads the model, after ``pair_style hybrid`` has sized LAMMPS' communication buffers
-from its sub-styles; without the padding, models with more than one interaction layer overrun
-those buffers (heap corruption, random crashes). A per-atom array of that width communicated with
-the ghosts makes the buffers wide enough. Plain ``pair_style fpscf`` needs none of this. The
-``neigh_modify`` line makes room for the many neighbours within the D3 cutoff (LAMMPS' default of
+Inside ``hybrid/overlay`` the pair style raises the hybrid's communication widths to its ghost
+exchange width when LAMMPS initialises (``PairFPSCF::init_style``), so models with several
+interaction layers need nothing extra. The ``neigh_modify`` line makes room for the many neighbours within the D3 cutoff (LAMMPS' default of
 2000 per atom overflows at 31.75 Å).
 
 :func:`pair_commands` reads the export header and writes these lines (or the plain
@@ -60,14 +55,9 @@ def pair_commands(
     fpscf_style = " ".join(["fpscf", *options.split()])
     if settings is None:
         return [f"pair_style {fpscf_style}", f"pair_coeff * * {model} {types}"]
-    if "exchange_width" not in header and int(header.get("num_interactions", 1)) > 1:
-        raise ValueError(f"{model} was exported before export headers recorded exchange_width, which the D3 overlay "
-                         "needs; export the model again (fpscf export)")
-    width = int(header.get("exchange_width", 0))
-    buffer = [f"fix fpscf_comm_buffer all property/atom d2_fpscf_comm_buffer {width} ghost yes"] if width else []
     # room for every neighbour within the D3 cutoff + skin at up to 0.25 atoms/Å³ (water: 0.1)
     one = int(np.ceil(4.0 / 3.0 * np.pi * (settings.cutoff + 2.0) ** 3 * 0.25 / 1000.0)) * 1000
-    return buffer + [
+    return [
         f"neigh_modify one {one} page {10 * one}",
         f"pair_style hybrid/overlay {fpscf_style} {settings.lammps_pair_style()}",
         f"pair_coeff * * fpscf {model} {types}",
