@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Condensed-phase water data (issue J): close-contact scans, then clusters cut from GFN2-xTB liquid
 # boxes, labelled with B3LYP/aug-cc-pVDZ (PySCF, RI-JK) on one worker with one thread.
-# Resumable: run it again and both commands continue where they stopped (finished structures are
-# in data/<set>/parts/). Run from anywhere; in the background:
+# Resumable: run it again and every command continues where it stopped (labelled structures are in
+# data/<set>/parts/, the liquid boxes' MD snapshots in data/water_liquid_clusters/boxes/). Run
+# from anywhere; in the background:
 #   nohup bash data/make_liquid_data.sh > /dev/null 2>&1 &
 set -u
 cd "$(dirname "$0")/.."
@@ -14,8 +15,13 @@ fpscf data close-contacts --out data/water_close_contacts --n 150 --seed 0 --met
     >> data/water_close_contacts.log 2>&1
 echo "=== exit $? at $(date -u)" >> data/water_close_contacts.log
 
-echo "=== started at $(date -u)" >> data/water_liquid_clusters.log
-fpscf data liquid --out data/water_liquid_clusters --n 120 --seed 0 --method dft \
-    --workers 1 --threads 1 \
-    >> data/water_liquid_clusters.log 2>&1
-echo "=== exit $? at $(date -u)" >> data/water_liquid_clusters.log
+# One box (24 clusters) at a time: the first m clusters of a sample of n are those of a sample of
+# m, so each stage reuses the boxes and labelled clusters of the previous ones and labels its new
+# box before the next box's MD starts; the last stage is the whole data set (120 clusters).
+for n in 24 48 72 96 120; do
+    echo "=== n=$n started at $(date -u)" >> data/water_liquid_clusters.log
+    fpscf data liquid --out data/water_liquid_clusters --n "$n" --seed 0 --method dft \
+        --workers 1 --threads 1 \
+        >> data/water_liquid_clusters.log 2>&1
+    echo "=== n=$n exit $? at $(date -u)" >> data/water_liquid_clusters.log
+done
