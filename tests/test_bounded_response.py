@@ -142,3 +142,41 @@ def test_a_contact_pushed_closer_costs_energy(seed):
         atoms.calc = FixedPointCalculator(model)
         energies.append(atoms.get_potential_energy())
     assert np.all(np.diff(energies) > 0.5), energies
+
+
+def test_local_multipoles_are_bounded_whatever_the_network_returns():
+    from fpscf.nn.bounds import LocalMultipoleBound
+
+    bound = LocalMultipoleBound(4.0)
+    raw = 30.0 * torch.randn(500, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = bound(raw)
+    assert float(out[:, 0].abs().max()) <= 4.0
+    assert float(torch.linalg.norm(out[:, 1:4], dim=1).max()) <= 4.0 + 1e-12
+    small = 0.05 * raw / 30.0  # ordinary values pass through, to |x|³/(3B²)
+    norms = torch.cat([small[:, :1].abs(), torch.linalg.norm(small[:, 1:4], dim=1, keepdim=True).expand(-1, 3)], dim=1)
+    assert bool(((bound(small) - small).abs() <= small.abs() * norms**2 / (3 * 4.0**2) * 1.01 + 1e-15).all())
+    rotation = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))[0]
+    rotated = torch.cat([raw[:, :1], raw[:, 1:4] @ rotation.T], dim=1)
+    expected = torch.cat([out[:, :1], out[:, 1:4] @ rotation.T], dim=1)
+    assert float((bound(rotated) - expected).abs().max()) < 1e-12  # equivariant: each l block keeps its direction
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_squeezed_molecule_in_a_crowd_keeps_bounded_local_charges(seed):
+    """An oxygen with both hydrogens at 0.6 Å and two more at 1.65 Å (the geometry where a trained
+    model without the bound returned −4.15 e): with local_multipole_bound the local charges and
+    dipoles stay within bound × the element's density scale."""
+    from fpscf.data.graph import atoms_to_graph
+
+    model = small_model(seed, atom_density_scaling={1: 0.16, 8: 0.32})
+    angle = np.radians(104.5)
+    atoms = Atoms("OHHHH", positions=[[0, 0, 0], [0.6, 0, 0], [0.6 * np.cos(angle), 0.6 * np.sin(angle), 0],
+                                      [-1.1, -1.2, 0.3], [0.2, -0.9, -1.4]])
+    with torch.no_grad():  # make the local-charge network extreme
+        for parameter in model.local_charges.parameters():
+            parameter.mul_(40.0)
+    out = model(atoms_to_graph(atoms, r_max=4.0, species=model.atomic_numbers))
+    local = out["local_multipoles"].detach()
+    scale = torch.tensor([0.32, 0.16, 0.16, 0.16, 0.16], dtype=torch.float64)
+    assert bool((local[:, 0].abs() <= 4.0 * scale + 1e-12).all())
+    assert bool((torch.linalg.norm(local[:, 1:4], dim=1) <= 4.0 * scale + 1e-12).all())

@@ -66,6 +66,7 @@ class ModelConfig:
     radial_core_radius: float = 0.6
     repulsion_cutoff_factor: float = 1.0
     minimum_hardness: Any = "auto"
+    local_multipole_bound: Any = 4.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -141,6 +142,12 @@ class ModelConfig:
                     f"repulsion_cutoff_factor={self.repulsion_cutoff_factor!r} switches the repulsion off at up to "
                     f"{largest:.2f} Å, beyond r_max = {self.r_max} Å; use a factor in (0, {factor * self.r_max / largest:.2f}]"
                 )
+        bound = self.local_multipole_bound
+        if bound is not None and not (isinstance(bound, (int, float)) and bound > 0):
+            raise ValueError(
+                f"local_multipole_bound must be None (unbounded) or a positive number (multiples of the element's "
+                f"density scale, e.g. 4.0), got {bound!r}"
+            )
         hardness = self.minimum_hardness
         n_response = min(self.atomic_multipoles_max_l, self.field_feature_max_l) + 1
         if hardness is not None and hardness != "auto" and not (
@@ -178,6 +185,7 @@ class ModelConfig:
         data.setdefault("short_range_repulsion", "none")
         data.setdefault("radial_core_radius", 0.0)
         data.setdefault("minimum_hardness", None)
+        data.setdefault("local_multipole_bound", None)
         if data.get("minimum_hardness") not in (None, "auto"):
             data["minimum_hardness"] = tuple(float(v) for v in data["minimum_hardness"])
         return cls(**data)

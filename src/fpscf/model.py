@@ -23,6 +23,7 @@ from fpscf.electrostatics.gaussian_multipoles import (
     resolve_boundary,
 )
 from fpscf.electrostatics.multipoles import multipole_irreps, num_multipole_coefficients
+from fpscf.nn.bounds import LocalMultipoleBound
 from fpscf.nn.repulsion import ZBLRepulsion
 from fpscf.nn import MLP, EncoderConfig, default_dtype, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
 from fpscf.scf.bounds import resolve_minimum_hardness
@@ -111,6 +112,7 @@ class FixedPointModel(torch.nn.Module):
         self.local_higher = (
             IrrepsReadout(node_irreps, multipole_irreps(self.local_l)[1:]) if self.local_l >= 1 else None
         )
+        self.local_bound = LocalMultipoleBound(float(config.local_multipole_bound or 0.0))
         energies = torch.zeros(len(species))
         if isinstance(config.atomic_energies, dict):
             for z, e in config.atomic_energies.items():
@@ -353,7 +355,7 @@ class FixedPointModel(torch.nn.Module):
         pieces = [self.local_charges(node_scalars)]
         if self.local_higher is not None:
             pieces.append(self.local_higher(node_feats))
-        local = torch.cat(pieces, dim=-1) * scale
+        local = self.local_bound(torch.cat(pieces, dim=-1)) * scale
         local = torch.nn.functional.pad(local, (0, self.num_coefficients - local.shape[1]))
 
         field_input = graph.external_field.to(positions.dtype)

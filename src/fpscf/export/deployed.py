@@ -228,6 +228,7 @@ class DeployedModel(torch.nn.Module):
         self.update = copy.deepcopy(model.update)
         self.field_readout = copy.deepcopy(model.field_readout)
         self.repulsion = copy.deepcopy(model.repulsion) if model.repulsion is not None else _NoRepulsion()
+        self.local_bound = copy.deepcopy(model.local_bound)
         dtype = torch.float64
         self.register_buffer("atomic_energies", model.atomic_energies.detach().to(dtype).clone())
         self.register_buffer("density_scaling", model.density_scaling.detach().to(dtype).clone())
@@ -596,7 +597,7 @@ class DeployedModel(torch.nn.Module):
         own_species = species[:n_local]
 
         scale = self.density_scaling[own_species][:, None]
-        local = torch.cat([self.local_charges(node_scalars), self.local_higher(node_feats)], dim=-1) * scale
+        local = self.local_bound(torch.cat([self.local_charges(node_scalars), self.local_higher(node_feats)], dim=-1)) * scale
         local = torch.nn.functional.pad(local, [0, self.num_coefficients - local.shape[1]])
 
         field_coordinates = owned
