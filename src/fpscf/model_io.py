@@ -29,6 +29,12 @@ FORMAT_VERSION = 1
 UNITS = {"length": "Angstrom", "energy": "eV", "charge": "e", "electric_field": "V/Angstrom", "magnetic_field": "T"}
 
 
+def _is_codegen_constant(key: str) -> bool:
+    """Constants that e3nn's generated tensor-product code gains as buffers when a model is deep-copied
+    (``..._compiled_main_left_right._tensor_constant0``): rebuilt with the architecture, not weights."""
+    return "._compiled_main" in key and key.rsplit(".", 1)[-1].startswith("_tensor_constant")
+
+
 def save_model(model: Any, path: str | os.PathLike) -> None:
     """Write ``model`` to ``path`` atomically (temporary file + rename)."""
     from safetensors.torch import save_file
@@ -49,7 +55,9 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     dispersion = _dispersion(getattr(model, "dispersion", None))
     if dispersion is not None:
         header["dispersion"] = dispersion.to_dict()
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not _is_codegen_constant(k)
+    }
     with atomic_path(path, make_parents=True) as temporary:
         save_file(tensors, str(temporary), metadata={"fpscf": json.dumps(header)})
 
