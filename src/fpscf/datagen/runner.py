@@ -19,7 +19,6 @@ that call :func:`generate_dataset` must guard their entry point with
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -218,14 +217,10 @@ def water_dataset(
     """
     from fpscf.datagen.water import sample_water_structures
 
-    if method == "xtb":
-        sampling.setdefault("field_fraction", 0.0)
-    structures, parameters = _sampled_structures(Path(out_dir), sample_water_structures, n, seed, sampling, progress)
-    return generate_dataset(
-        structures, out_dir, method=method, workers=workers,
+    return _label_sampled(
+        out_dir, sample_water_structures, "water", n, seed, sampling, method=method, workers=workers,
         threads_per_worker=threads_per_worker, response_fraction=response_fraction,
-        max_response_atoms=max_response_atoms, settings=settings, seed=seed, progress=progress,
-        metadata={"structures": "water", "sampling": parameters},
+        max_response_atoms=max_response_atoms, settings=settings, progress=progress,
     )
 
 
@@ -249,12 +244,10 @@ def crystal_dataset(
     also gets ε∞, Born charges and Raman tensors from ph.x. Returns ``out_dir/data.xyz``."""
     from fpscf.datagen.crystal import sample_crystal_structures
 
-    structures, parameters = _sampled_structures(Path(out_dir), sample_crystal_structures, n, seed, sampling, progress)
-    return generate_dataset(
-        structures, out_dir, method="qe", workers=workers,
+    return _label_sampled(
+        out_dir, sample_crystal_structures, "crystal", n, seed, sampling, method="qe", workers=workers,
         threads_per_worker=threads_per_worker, response_fraction=response_fraction,
-        max_response_atoms=max_response_atoms, settings=settings, seed=seed, progress=progress,
-        metadata={"structures": "crystal", "sampling": parameters},
+        max_response_atoms=max_response_atoms, settings=settings, progress=progress,
     )
 
 
@@ -281,17 +274,15 @@ def liquid_dataset(
     Returns ``out_dir/data.xyz``."""
     from fpscf.datagen.liquid import sample_liquid_clusters
 
-    if method == "xtb":
-        sampling.setdefault("field_fraction", 0.0)
-    # each box's MD is kept in out_dir/boxes, so an interrupted sampling resumes box by box
-    sample = functools.partial(sample_liquid_clusters, cache_dir=Path(out_dir) / "boxes")
-    with _logger_to_stderr("fpscf.datagen.liquid", progress):
-        structures, parameters = _sampled_structures(Path(out_dir), sample, n, seed, sampling, progress)
-    return generate_dataset(
-        structures, out_dir, method=method, workers=workers,
+    def sample(*args: Any, **kwargs: Any) -> Any:
+        # each box's MD is kept in out_dir/boxes, so an interrupted sampling resumes box by box
+        with _logger_to_stderr("fpscf.datagen.liquid", progress):
+            return sample_liquid_clusters(*args, cache_dir=Path(out_dir) / "boxes", **kwargs)
+
+    return _label_sampled(
+        out_dir, sample, "liquid_clusters", n, seed, sampling, method=method, workers=workers,
         threads_per_worker=threads_per_worker, response_fraction=response_fraction,
-        max_response_atoms=max_response_atoms, settings=settings, seed=seed, progress=progress,
-        metadata={"structures": "liquid_clusters", "sampling": parameters},
+        max_response_atoms=max_response_atoms, settings=settings, progress=progress,
     )
 
 
@@ -315,14 +306,26 @@ def close_contact_dataset(
     in ``out_dir/structures.xyz`` like :func:`water_dataset`'s. Returns ``out_dir/data.xyz``."""
     from fpscf.datagen.close_contacts import sample_close_contacts
 
+    return _label_sampled(
+        out_dir, sample_close_contacts, "close_contacts", n, seed, sampling, method=method, workers=workers,
+        threads_per_worker=threads_per_worker, response_fraction=response_fraction,
+        max_response_atoms=max_response_atoms, settings=settings, progress=progress,
+    )
+
+
+def _label_sampled(
+    out_dir: str | os.PathLike[str], sampler: Any, kind: str, n: int, seed: int, sampling: dict[str, Any], *,
+    method: str, progress: bool, **labelling: Any,
+) -> Path:
+    """Sample (or reuse) ``out_dir/structures.xyz`` with ``sampler`` and label it with
+    :func:`generate_dataset`; xTB labels are zero-field, so for ``method="xtb"`` the default
+    ``field_fraction`` is 0. ``kind`` names the structures in the manifest."""
     if method == "xtb":
         sampling.setdefault("field_fraction", 0.0)
-    structures, parameters = _sampled_structures(Path(out_dir), sample_close_contacts, n, seed, sampling, progress)
+    structures, parameters = _sampled_structures(Path(out_dir), sampler, n, seed, sampling, progress)
     return generate_dataset(
-        structures, out_dir, method=method, workers=workers,
-        threads_per_worker=threads_per_worker, response_fraction=response_fraction,
-        max_response_atoms=max_response_atoms, settings=settings, seed=seed, progress=progress,
-        metadata={"structures": "close_contacts", "sampling": parameters},
+        structures, out_dir, method=method, seed=seed, progress=progress,
+        metadata={"structures": kind, "sampling": parameters}, **labelling,
     )
 
 
