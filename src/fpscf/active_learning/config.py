@@ -24,7 +24,7 @@ import yaml
 from fpscf.active_learning.explore import MDSettings, StopCriteria
 from fpscf.active_learning.label import LABEL_METHODS
 from fpscf.active_learning.select import SelectionSettings
-from fpscf.training.config import ConfigError
+from fpscf.training.config import ConfigError, _check_keys, _str
 
 
 @dataclass(frozen=True)
@@ -238,26 +238,11 @@ def _number(value: Any, path: str, kind: str) -> Any:
     return number
 
 
-def _str(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{path} = {value!r} is not valid: expected a non-empty string", path)
-    return value
-
-
 def _choice(value: str, path: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         close = difflib.get_close_matches(value, choices, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{path} = {value!r} is not valid.{hint} Choose one of: {', '.join(choices)}", path)
-
-
-def _check_keys(data: Mapping[Any, Any], valid: list[str] | tuple[str, ...], path: str, what: str) -> None:
-    for key in data:
-        if key not in valid:
-            key_path = f"{path}.{key}" if path else str(key)
-            close = difflib.get_close_matches(str(key), list(valid), n=3)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise ConfigError(f"{key_path}: unknown {what} {key!r}.{hint} Valid {what}s: {', '.join(valid)}", key_path)
 
 
 def _resolve(path: str, base_dir: str) -> str:
