@@ -11,7 +11,7 @@ from ase.geometry import find_mic
 
 from fpscf.cli import main
 from fpscf.data import read_extxyz
-from fpscf.datagen.close_contacts import RANGES, SCANS, sample_close_contacts
+from fpscf.datagen.close_contacts import DEFAULT_SCANS, RANGES, sample_close_contacts
 from fpscf.datagen.liquid import assign_molecules, cut_cluster, sample_liquid_clusters, water_box
 
 AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660
@@ -146,7 +146,7 @@ def _groups(atoms: Atoms) -> np.ndarray:
 
 def test_close_contact_scans_hit_the_distances_and_nothing_is_closer_than_intended():
     structures = sample_close_contacts(100, 7)
-    assert {a.info["scan"] for a in structures} == set(SCANS)
+    assert {a.info["scan"] for a in structures} == set(DEFAULT_SCANS)
     floors = {"hh": 1.5, "oo": 1.5, "oh": 1.5, "oho": 1.2, "ion_pair": 1.2}
     for atoms in structures:
         scan, pairs = atoms.info["scan"], atoms.info["contact_atoms"].reshape(-1, 2)
@@ -181,6 +181,31 @@ def test_close_contact_scans_hit_the_distances_and_nothing_is_closer_than_intend
     charges = {a.info["composition"]: a.info["total_charge"] for a in structures}
     assert charges["hydronium_1water"] == 1 and charges["hydroxide_1water"] == -1
     assert charges["hydronium_hydroxide"] == 0
+
+
+def test_bend_scan_folds_and_opens_one_molecule_and_keeps_the_default_sample():
+    structures = sample_close_contacts(24, 3, scans=["bend"])
+    folded = opened = 0
+    angles = []
+    for atoms in structures:
+        (i, j), = atoms.info["contact_atoms"].reshape(-1, 2)
+        distance = atoms.get_distance(i, j)
+        assert abs(distance - atoms.info["contact_distance"]) < 1e-9
+        assert atoms.numbers[i] == atoms.numbers[j] == 1
+        low_f, high_f, low_o, high_o = RANGES["bend"]
+        assert low_f - 1e-12 <= distance <= high_f + 1e-12 or low_o - 1e-12 <= distance <= high_o + 1e-12
+        folded, opened = folded + (distance <= high_f), opened + (distance >= low_o)
+        molecule = _groups(atoms)
+        oxygen = np.flatnonzero((molecule == molecule[i]) & (atoms.numbers == 8))[0]
+        assert molecule[i] == molecule[j] and 0.93 - 1e-9 <= atoms.get_distance(oxygen, i) <= 1.0 + 1e-9
+        angles.append(atoms.get_angle(i, oxygen, j))
+        distances = atoms.get_all_distances()
+        other = molecule[:, None] != molecule[None, :]
+        assert not other.any() or distances[other].min() >= 1.5  # the dimer stays a dimer
+    assert folded == opened == 12
+    assert min(angles) < 45 and max(angles) > 150
+    default = sample_close_contacts(25, 0)
+    assert "bend" not in {a.info["scan"] for a in default}  # data sets of the default scans are unchanged
 
 
 def test_cli_liquid_and_close_contacts_label_and_resume(tmp_path, capsys):

@@ -523,8 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     liquid.add_argument("--sampling", choices=["xtb", "random"], default="xtb",
                         help="xtb: GFN2-xTB MD (default); random: rattled boxes, no MD (smoke tests)")
     liquid.set_defaults(func=_data_liquid)
-    close.add_argument("--scans", nargs="+", choices=["hh", "oo", "oh", "oho", "ion_pair"],
-                       help="which scans (default all)")
+    close.add_argument("--scans", nargs="+", choices=["hh", "oo", "oh", "oho", "ion_pair", "bend"],
+                       help="which scans (default: all but bend, the intramolecular H-O-H bend, "
+                            "H...H 0.6-1.45 and 1.6-1.85 A)")
     close.set_defaults(func=_data_close_contacts)
     spectra = sub.add_parser(
         "spectra", help="IR/Raman spectra: fpscf spectra STRUCTURE [--model M] [--relax] --out DIR",

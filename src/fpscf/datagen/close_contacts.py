@@ -1,6 +1,6 @@
 """Close contacts of water and its ions: seeded scans that put the short-range repulsive wall into the data.
 
-Five scans, each a small structure (one or two molecules, ≤ 7 atoms) with one designated contact
+Six scans, each a small structure (one or two molecules, ≤ 7 atoms) with one designated contact
 set exactly to the scanned distance (Å):
 
 * ``"hh"``: two waters with an intermolecular H···H of 0.6–1.2 Å (each molecule's O–H bond
@@ -15,14 +15,21 @@ set exactly to the scanned distance (Å):
   O to the other (plus up to 0.15 Å off the axis), in H₅O₂⁺ (+1), H₃O₂⁻ (−1) and the neutral
   water dimer, cycled;
 * ``"ion_pair"``: H₃O⁺ and OH⁻ with O–O 2.3–2.8 Å (total charge 0), cycled: a hydronium H pointing
-  at the hydroxide O, the hydroxide H pointing at the hydronium O, random orientation.
+  at the hydroxide O, the hydroxide H pointing at the hydronium O, random orientation;
+* ``"bend"``: one water bent far from its 104.5° (its two hydrogens 0.6–1.45 Å apart, H–O–H about
+  37–98°, or opened to 1.6–1.85 Å, about 113–165°; O–H 0.93–1.0 Å), alone or as either molecule of
+  the hydrogen-bonded dimer. Found in liquid MD: a model that had only seen 87–132° let one
+  molecule of the box fold to 49° and collapse.
+
+The default is the first five (:data:`DEFAULT_SCANS`); ``"bend"`` is asked for by name, so that a
+sample of the default scans stays what it was when ``"bend"`` was added.
 
 Within a scan the scanned values follow a seeded golden-ratio sequence, so any prefix covers the
 range evenly. Monomers are rigid (gas-phase geometry) or flexible (O–H 0.93–1.00 Å, H–O–H
 98–112°) alternately. Nothing else is closer than intended: every pair of atoms of different
 molecules other than the contact pairs is at least :data:`MIN_OTHER` [scan] Å apart (for
 ``"oho"`` the shared proton counts as a molecule of its own), and hydrogens of one molecule are at
-least 1.1 Å apart. The contact pairs are the scanned pair and the ones that come with it: the
+least 1.1 Å apart (except the bent molecule of ``"bend"``). The contact pairs are the scanned pair and the ones that come with it: the
 donor H with each atom of the acceptor in the ``hbond`` orientation, the shared proton and each O of ``"oho"``.
 
 Structures are in open boundaries with the centre of mass at the origin and a random overall
@@ -49,14 +56,18 @@ from fpscf.datagen.water import (
 )
 
 #: Scan names, in the order of the module docstring.
-SCANS = ("hh", "oo", "oh", "oho", "ion_pair")
-#: Scanned range of each scan, Å (``"oh"``: compressed and stretched sub-ranges alternate).
+SCANS = ("hh", "oo", "oh", "oho", "ion_pair", "bend")
+#: Scans sampled when none are named.
+DEFAULT_SCANS = ("hh", "oo", "oh", "oho", "ion_pair")
+#: Scanned range of each scan, Å (``"oh"``: compressed and stretched sub-ranges alternate;
+#: ``"bend"``: folded and opened H···H sub-ranges alternate).
 RANGES = {"hh": (0.6, 1.2), "oo": (1.6, 2.5), "oh": (0.65, 0.85, 1.05, 1.3), "oho": (2.3, 2.6),
-          "ion_pair": (2.3, 2.8)}
+          "ion_pair": (2.3, 2.8), "bend": (0.6, 1.45, 1.6, 1.85)}
 #: Smallest distance between atoms of different molecules other than the contact, Å.
-MIN_OTHER = {"hh": 1.5, "oo": 1.5, "oh": 1.5, "oho": 1.2, "ion_pair": 1.2}
-#: Structures of each scan per 25 (150 structures: 30 hh, 36 oo, 36 oh, 24 oho, 24 ion_pair).
-_WEIGHTS = {"hh": 5, "oo": 6, "oh": 6, "oho": 4, "ion_pair": 4}
+MIN_OTHER = {"hh": 1.5, "oo": 1.5, "oh": 1.5, "oho": 1.2, "ion_pair": 1.2, "bend": 1.5}
+#: Structures of each scan per 25 of the default scans (150 structures: 30 hh, 36 oo, 36 oh, 24
+#: oho, 24 ion_pair); ``"bend"`` weighs like ``"oh"`` when combined with them.
+_WEIGHTS = {"hh": 5, "oo": 6, "oh": 6, "oho": 4, "ion_pair": 4, "bend": 6}
 _MIN_INTRAMOLECULAR_HH = 1.1
 _CONE_DEG = 75.0
 _MAX_TRIES = 5000
@@ -68,14 +79,14 @@ def sample_close_contacts(
     n: int,
     seed: int,
     *,
-    scans: Sequence[str] = SCANS,
+    scans: Sequence[str] = DEFAULT_SCANS,
     field_fraction: float = 0.2,
     max_field: float = 0.1,
 ) -> list[Atoms]:
     """Sample ``n`` close-contact structures reproducibly (module docstring for the scans).
 
     The scans are interleaved in a fixed pattern with weights hh 5 : oo 6 : oh 6 : oho 4 :
-    ion_pair 4 (restricted to ``scans``); structure i uses random numbers seeded by ``seed`` and i,
+    ion_pair 4 : bend 6 (restricted to ``scans``); structure i uses random numbers seeded by ``seed`` and i,
     so the first m structures of a sample of n > m are a sample of m. A fraction
     ``field_fraction`` (exact within blocks of 20, ±1) gets a uniform field of random direction
     and magnitude uniform in (0, ``max_field``] V/Å.
@@ -83,7 +94,7 @@ def sample_close_contacts(
     Args:
         n: number of structures (≥ 0).
         seed: non-negative integer seed.
-        scans: which scans to include (names in :data:`SCANS`).
+        scans: which scans to include (names in :data:`SCANS`; default :data:`DEFAULT_SCANS`).
         field_fraction: fraction with a non-zero field, in [0, 1].
         max_field: largest field, V/Å (≥ 0).
 
@@ -107,7 +118,7 @@ def sample_close_contacts(
     pattern = _pattern([s for s in SCANS if s in scans])
     offsets = {s: float(np.random.default_rng([seed, _STREAM_OFFSET, i]).random()) for i, s in enumerate(SCANS)}
     has_field = _spread_flags(n, field_fraction, seed, _STREAM_FIELD)
-    builders = {"hh": _hh, "oo": _oo, "oh": _oh, "oho": _oho, "ion_pair": _ion_pair}
+    builders = {"hh": _hh, "oo": _oo, "oh": _oh, "oho": _oho, "ion_pair": _ion_pair, "bend": _bend}
     structures = []
     for i in range(n):
         scan = pattern[i % len(pattern)]
@@ -227,8 +238,11 @@ def closest_other(groups: list[Atoms], contacts: Sequence[tuple[int, int]]) -> f
     return best
 
 
-def _intramolecular_ok(groups: list[Atoms]) -> bool:
-    for group in groups:
+def _intramolecular_ok(groups: list[Atoms], skip: int | None = None) -> bool:
+    """Hydrogens of each group (but group ``skip``) at least 1.1 Å apart."""
+    for index, group in enumerate(groups):
+        if index == skip:
+            continue
         h = group.positions[group.numbers == 1]
         if len(h) > 1:
             d = np.linalg.norm(h[:, None] - h[None], axis=-1)[np.triu_indices(len(h), k=1)]
@@ -319,6 +333,41 @@ def _oh(k: int, fraction: float, rng: np.random.Generator):
     raise RuntimeError(f"oh scan: no admissible dimer at {distance:.3f} Å")
 
 
+def _bent_water(distance: float, rng: np.random.Generator) -> np.ndarray:
+    """Water (O at the origin, bisector along +y) with O–H 0.93–1.0 Å and its hydrogens
+    ``distance`` Å apart (law of cosines)."""
+    r1, r2 = rng.uniform(0.93, 1.0, 2)
+    cosine = (r1 * r1 + r2 * r2 - distance * distance) / (2 * r1 * r2)
+    angle = math.acos(min(1.0, max(-1.0, cosine)))
+    h1 = r1 * np.array([math.sin(angle / 2), math.cos(angle / 2), 0.0])
+    h2 = r2 * np.array([-math.sin(angle / 2), math.cos(angle / 2), 0.0])
+    return np.array([[0.0, 0.0, 0.0], h1, h2])
+
+
+def _bend(k: int, fraction: float, rng: np.random.Generator):
+    low_f, high_f, low_o, high_o = RANGES["bend"]
+    folded = k % 4 < 2
+    distance = _value(fraction, low_f, high_f) if folded else _value(fraction, low_o, high_o)
+    if k % 2 == 0:  # monomer
+        return [_group("OH2", _bent_water(distance, rng))], [(1, 2)], 0, "water_1", distance
+    for _ in range(_MAX_TRIES):  # hydrogen-bonded dimer (S22, 0.03 Å noise), donor or acceptor bent
+        positions = water_dimer().positions + rng.normal(0.0, 0.03, (6, 3))
+        o = int(rng.choice([0, 3]))
+        local = _bent_water(distance, rng)
+        old = positions[o : o + 3]
+        bisector = _unit(old[1] + old[2] - 2 * old[0])
+        normal = _unit(np.cross(old[1] - old[0], old[2] - old[0]))
+        frame = np.stack([np.cross(bisector, normal), bisector, normal], axis=1)  # local x, y, z
+        positions[o : o + 3] = old[0] + local @ frame.T
+        groups = [_group("OH2", positions[:3]), _group("OH2", positions[3:])]
+        bent = 0 if o == 0 else 1
+        pair = (o + 1, o + 2)
+        if closest_other(groups, []) >= MIN_OTHER["bend"] and _intramolecular_ok(groups, skip=bent):
+            # the hydrogens of the bent molecule are the contact; the donor's O–H···O keeps its O–O
+            return groups, [pair], 0, "water_2", distance
+    raise RuntimeError(f"bend scan: no admissible dimer at {distance:.3f} Å")
+
+
 def _end_hydrogens(count: int, toward: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``count`` H positions (O at the origin) at 100–120° from ``toward``, 0.95–1.00 Å."""
     perpendicular = _unit(np.cross(toward, [1.0, 0, 0] if abs(toward[0]) < 0.9 else [0, 1.0, 0]))
@@ -372,4 +421,4 @@ def _ion_pair(k: int, fraction: float, rng: np.random.Generator):
     raise RuntimeError(f"ion_pair scan ({orientation}): no admissible geometry at {distance:.3f} Å")
 
 
-__all__ = ["MIN_OTHER", "RANGES", "SCANS", "closest_other", "sample_close_contacts"]
+__all__ = ["DEFAULT_SCANS", "MIN_OTHER", "RANGES", "SCANS", "closest_other", "sample_close_contacts"]
