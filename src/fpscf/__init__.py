@@ -4,17 +4,31 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from fpscf.domain import NonFiniteResultError, OutOfDomainWarning, TrainingDomain  # noqa: E402
-from fpscf.model import FixedPointModel, build_model  # noqa: E402
-from fpscf.model_io import load_model  # noqa: E402
+#: Public names and the module each is imported from on first use, so that ``import fpscf`` (and
+#: ``fpscf --help``) does not load torch, e3nn and ASE before they are needed.
+_LAZY = {
+    "FixedPointCalculator": "fpscf.calculators.fixed_point",
+    "FixedPointModel": "fpscf.model",
+    "build_model": "fpscf.model",
+    "load_model": "fpscf.model_io",
+    "NonFiniteResultError": "fpscf.domain",
+    "OutOfDomainWarning": "fpscf.domain",
+    "TrainingDomain": "fpscf.domain",
+}
 
 
-def __getattr__(name: str):  # lazy: ASE calculator pulls in ase.calculators
-    if name == "FixedPointCalculator":
-        from fpscf.calculators.fixed_point import FixedPointCalculator
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-        return FixedPointCalculator
-    raise AttributeError(name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fpscf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

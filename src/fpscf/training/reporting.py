@@ -515,6 +515,7 @@ def plot_parity(
         ValueError: reference and prediction of a property differ in size.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     units = units or {}
     panels: list[tuple[str, np.ndarray, np.ndarray]] = []
@@ -565,6 +566,8 @@ def plot_parity(
         ax.set_xlim(low, high)
         ax.set_ylim(low, high)
         ax.set_aspect("equal", adjustable="box")
+        for axis in (ax.xaxis, ax.yaxis):  # at most 5 ticks: long labels (-693.42 eV/atom) do not collide
+            axis.set_major_locator(MaxNLocator(nbins=4))
         unit = units.get(prop)
         suffix = f" {unit}" if unit else ""
         ax.set_title(f"{prop} (n={reference.size})\nRMSE {rmse:.3g}{suffix}, MAE {mae:.3g}{suffix}",
