@@ -409,6 +409,7 @@ class MetricsLog:
         A property whose records have no finite RMSE but a loss (the trainer's ``"loss"`` row)
         shows the loss instead. ``units`` (property → unit) only labels the y axes.
 
+        Epochs are counted from 1, as the progress bar and the stage tables count them.
         Dotted vertical lines mark where each stage starts, labelled with the stage name. If a
         stage restarts its epoch count, its epochs are shifted to follow the previous stage.
         NaN values leave gaps; a property without a finite positive RMSE gets a linear axis.
@@ -427,7 +428,7 @@ class MetricsLog:
 
         offsets = self._stage_offsets()
         stage_starts = {
-            stage: min(r.epoch for r in self._records if r.stage == stage) + offset
+            stage: min(r.epoch for r in self._records if r.stage == stage) + offset + 1
             for stage, offset in offsets.items()
         }
         shifted = any(offsets.values())
@@ -453,7 +454,7 @@ class MetricsLog:
                 for r in mine:
                     if r.split == split:
                         value = getattr(r, quantity)
-                        points[r.epoch + offsets[r.stage]] = math.nan if value is None else value
+                        points[r.epoch + offsets[r.stage] + 1] = math.nan if value is None else value
                 if not points:
                     continue
                 x = np.array(sorted(points))

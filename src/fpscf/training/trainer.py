@@ -71,6 +71,27 @@ class SCFTrainingError(TrainingError):
     """The SCF failed for too many batches of an epoch: the model went unstable during training."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: where it stopped and the checkpoint ``--resume`` continues from.
+
+    Attributes:
+        epoch: the epoch that was running (counted from 1, as the progress bar shows it).
+        checkpoint: the checkpoint file, or None if none was written yet.
+        checkpoint_epoch: the last finished epoch it holds (from 1), or None.
+    """
+
+    def __init__(self, epoch: int, checkpoint: Path | None, checkpoint_epoch: int | None) -> None:
+        super().__init__(epoch)
+        self.epoch, self.checkpoint, self.checkpoint_epoch = epoch, checkpoint, checkpoint_epoch
+
+    def describe(self, resume_command: str) -> str:
+        """One line: where training stopped and how to continue."""
+        if self.checkpoint is None:
+            return f"interrupted in epoch {self.epoch} before the first checkpoint; start again (without --resume)"
+        return (f"interrupted in epoch {self.epoch}; {self.checkpoint} holds epoch {self.checkpoint_epoch}: "
+                f"continue with {resume_command}")
+
+
 @dataclass
 class TrainingResult:
     """Paths of the outputs and the final validation metrics (property → RMSE)."""
@@ -242,11 +263,35 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
             metrics = MetricsLog.from_list(state["metrics"])
+            self._say(f"resumed from {checkpoint_path}: epochs 1-{start_epoch} done, continuing at epoch "
+                      f"{start_epoch + 1} of {config.num_epochs}")
         else:
             atomic_write_text(self.output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         self._say(f"fpscf train: {len(train)} training / {len(valid)} validation structures, "
                   f"{sum(p.numel() for p in model.parameters())} parameters, output {self.output_dir}")
+        self._epoch, self._checkpoint_epoch = start_epoch, (start_epoch - 1 if resume else None)
+        try:
+            self._epochs(model, optimizer, train, valid, partners, metrics, start_epoch, best)
+        except KeyboardInterrupt:
+            saved = self._checkpoint_epoch
+            raise TrainingInterrupted(self._epoch + 1, None if saved is None else checkpoint_path,
+                                      None if saved is None else saved + 1) from None
+        final = self.output_dir / "final.fpscf"
+        save_model(model, final)
+        if not (self.output_dir / "best.fpscf").exists():
+            save_model(model, self.output_dir / "best.fpscf")
+        last = metrics.latest(config.train_schedule[-1].name, "valid")
+        return TrainingResult(self.output_dir, self.output_dir / "best.fpscf", final, {k: r.rmse for k, r in last.items()})
+
+    def _epochs(
+        self, model: FixedPointModel, optimizer: torch.optim.Optimizer, train: list[AtomicGraph],
+        valid: list[AtomicGraph], partners: dict[int, AtomicGraph] | None, metrics: MetricsLog,
+        start_epoch: int, best: float,
+    ) -> None:
+        """Epochs ``start_epoch`` .. the last (from 0): train, validate, keep the best model, checkpoint."""
+        config = self.config
         for epoch in range(start_epoch, config.num_epochs):
+            self._epoch = epoch
             stage = config.stage_at(epoch)
             if epoch == stage.start:
                 best = math.inf  # "best" compares validation losses of one stage's loss only
@@ -265,20 +310,14 @@ class Trainer:
                 self._checkpoint(model, optimizer, epoch, best, metrics)
             metrics.write(self.output_dir)
             if config.plot:
-                metrics.plot_learning_curves(self.output_dir / "learning_curves.png")
+                metrics.plot_learning_curves(self.output_dir / "learning_curves.png", UNITS)
             if epoch == stage.end:
-                self._say(f"\nstage {stage.index} '{stage.name}' (epochs {stage.start}–{stage.end}, mode "
+                self._say(f"\nstage {stage.index} '{stage.name}' (epochs {stage.start + 1}–{stage.end + 1}, mode "
                           f"{stage.fixed_point_training_options.mode}) done:\n" + metrics.stage_table(stage.name, UNITS))
                 if config.plot:
                     self._parity(pairs, stage)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(epoch)
-        final = self.output_dir / "final.fpscf"
-        save_model(model, final)
-        if not (self.output_dir / "best.fpscf").exists():
-            save_model(model, self.output_dir / "best.fpscf")
-        last = metrics.latest(config.train_schedule[-1].name, "valid")
-        return TrainingResult(self.output_dir, self.output_dir / "best.fpscf", final, {k: r.rmse for k, r in last.items()})
 
     def _batches(
         self, graphs: list[AtomicGraph], size: int, generator: torch.Generator | None,
@@ -388,6 +427,7 @@ class Trainer:
             buffer,
         )
         atomic_write_bytes(self.output_dir / CHECKPOINT, buffer.getvalue())
+        self._checkpoint_epoch = epoch
 
     def _say(self, text: str) -> None:
         if self.config.progress:
