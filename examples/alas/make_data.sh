@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reference data of the AlAs crystal model (issue I), resumable: run again to finish or extend.
+# Reference data of the AlAs crystal model, resumable: run again to finish or extend.
 # 1. energies, forces, stress of 120 rattled/strained 8-atom cells (pw.x, shifted 4x4x4 mesh);
 # 2. ε∞ and Born charges of 60 rattled/strained 2-atom cells (pw.x + ph.x at Γ, shifted 7x7x7 mesh:
 #    DFPT response needs the denser mesh, and small cells keep it affordable). Raman tensors are left

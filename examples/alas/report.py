@@ -1,4 +1,4 @@
-"""Validation report of an AlAs model against DFPT at the same level (issue I).
+"""Validation report of an AlAs model against DFPT at the same level.
 
 For ideal AlAs at the LDA lattice constant, the model's Γ phonons from phonopy with the
 non-analytical term (TO, LO, LO–TO splitting), ε∞, Born charges, Raman tensor, and the IR and Raman

@@ -26,7 +26,7 @@ For each system the script
 6. for the monomer only, compares α and Z* with the finite-field values of
    :func:`fpscf.datagen.pyscf_labels.field_response` (Z* = ∂F/∂ε there, six SCFs).
 
-Output (units of DESIGN.md section 1: Å, eV, e, V/Å):
+Output (units of docs/physics.md, Units and signs: Å, eV, e, V/Å):
 
 * ``examples/water_model/dft_reference.json``: one entry per system (see :func:`system_entry`)
   and ``metadata``; read it with :func:`load_dft_reference`.

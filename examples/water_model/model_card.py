@@ -55,8 +55,7 @@ def write_model_card(path: Path, model: str | None, config_path: Path, run: Path
         "## Data and level of theory",
         "",
         "- Reference: PySCF B3LYP/aug-cc-pVDZ with RI-JK density fitting, forces with grid response; "
-        "Hirshfeld charges and atomic dipoles; polarizability α and Born charges Z* by finite fields "
-        "(DESIGN.md section 7).",
+        "Hirshfeld charges and atomic dipoles; polarizability α and Born charges Z* by finite fields.",
         f"- Structures: {' and '.join(data_sets) or 'see data/README.md'}. Water monomers, clusters of 2–8 "
         "molecules, OH⁻ and H₃O⁺ (alone and with 1–5 waters), sampled by GFN2-xTB Langevin MD at 300–600 K, "
         "about 30 % under random uniform fields up to 0.1 V/Å; α and Z* for 30 % of the structures with at "

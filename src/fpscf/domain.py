@@ -1,6 +1,6 @@
 """The training domain of a model: the ranges of its training data, and checks against them.
 
-A model is trusted where its training data were (DESIGN.md section 8). :class:`TrainingDomain`
+A model is trusted where its training data were (docs/contributing.md, Principles). :class:`TrainingDomain`
 records, as plain JSON-serialisable data stored in the model file header:
 
 - ``elements``: the element symbols of the training structures (by atomic number);
@@ -21,7 +21,7 @@ what lies beyond these ranges by more than a tolerance:
 - a pair closer than ``DISTANCE_TOLERANCE`` (0.9) × its training minimum. Thermal motion at the
   temperatures of typical training sets stretches and compresses bonds by a few per cent, so a
   contact 10 % shorter than any in the data is a new kind of contact, not a fluctuation; this is
-  where learnt potentials without a repulsive prior turn attractive (DESIGN.md section 8).
+  where learnt potentials without a repulsive prior turn attractive (docs/contributing.md, Principles).
 - a field above ``FIELD_TOLERANCE`` (1.5) × the largest in training; with polarizability or
   Born-charge labels the model has learnt the linear response, and fields up to
   ``RESPONSE_FIELD_ALLOWANCE`` (0.05 V/Å) count as inside even for data at zero field (below it the

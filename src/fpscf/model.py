@@ -1,7 +1,7 @@
 """FixedPointModel: geometry encoder + self-consistent Gaussian-multipole density + energy.
 
 ``E = Σ_i E0(Z_i) + E_local(h) + E_H[ρ] + E_readout(p, f, h) − ε·D`` at the fixed point
-``p* = p_local(h) + Δp(h, f[p*; μ, ε])`` (DESIGN.md sections 2–3). Forces and stress are exact
+``p* = p_local(h) + Δp(h, f[p*; μ, ε])`` (docs/physics.md). Forces and stress are exact
 derivatives of the converged energy: the solution enters the energy through
 :func:`fpscf.scf.implicit.attach_implicit_gradient`.
 """
@@ -308,7 +308,7 @@ class FixedPointModel(torch.nn.Module):
         energy was built from; with ``create_graph=True`` the outputs can be differentiated again
         with respect to them (:mod:`fpscf.calculators.response`).
 
-        mode (DESIGN.md section 4) says how the density is found and differentiated:
+        mode (docs/physics.md, Training modes) says how the density is found and differentiated:
         ``implicit`` (converge, implicit derivatives by matrix-free GMRES), ``linearize_solve``
         (converge, then build the Jacobian of the SCF map at the solution and LU-solve: same
         derivatives, small systems only), ``unroll_scf`` (``unroll_steps`` linear-mixing steps from

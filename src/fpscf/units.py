@@ -1,4 +1,4 @@
-"""Physical constants and unit conventions of fpscf (one place, see DESIGN.md section 1).
+"""Physical constants and unit conventions of fpscf (one place, see docs/physics.md, Units and signs).
 
 Lengths are in Å, energies in eV, charges in e, electric fields in V/Å,
 magnetic fields in T and magnetic moments in Bohr magnetons.

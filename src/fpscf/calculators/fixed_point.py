@@ -50,7 +50,7 @@ class FixedPointCalculator(Calculator):
     """Energy (eV), forces (eV/Å), stress (eV/Å³, periodic), per-atom energies, dipole (e·Å),
     charges (e), atomic multipoles and Fermi level (V) from a converged fpscf SCF.
 
-    ``dipole`` is ``D = −∂E/∂ε`` (DESIGN.md section 1), exact through the fixed point;
+    ``dipole`` is ``D = −∂E/∂ε`` (docs/physics.md, Units and signs), exact through the fixed point;
     ``results['density_dipole']`` is ``Σ_i (q_i r_i + d_i)`` of the converged density (the two agree
     for a variational model).
 
@@ -63,7 +63,7 @@ class FixedPointCalculator(Calculator):
     call is reused as the starting guess when the number and species of atoms are unchanged
     (MD, phonon displacements). ``results['scf_steps']`` reports the iterations used.
 
-    Response properties (exact derivatives through the converged SCF, DESIGN.md section 1; each is
+    Response properties (exact derivatives through the converged SCF, docs/physics.md, Units and signs; each is
     computed only when asked for, see :mod:`fpscf.calculators.response`):
 
     - ``polarizability`` α = −∂²E/∂ε∂ε (3,3) e·Å²/V; ``dielectric_tensor`` ε∞ = 1 + α/(ε0 Ω)

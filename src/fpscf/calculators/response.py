@@ -1,4 +1,4 @@
-"""Response properties: exact derivatives of the converged SCF energy (DESIGN.md section 1).
+"""Response properties: exact derivatives of the converged SCF energy (docs/physics.md, Units and signs).
 
 All of them are derivatives of the electric enthalpy ``E(R, η, ε)`` (positions R Å, homogeneous
 strain η, applied field ε V/Å) taken by autograd through the implicit fixed-point layer, so they

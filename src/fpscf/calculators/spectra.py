@@ -3,7 +3,7 @@
 Everything comes from one fpscf model through :class:`~fpscf.calculators.FixedPointCalculator`:
 the exact Hessian (molecules) or phonopy's finite displacements (crystals), and the exact Born
 charges Z*, polarizability α and Raman tensors R at the structure, all under the same applied
-field ε (V/Å). Units and signs follow DESIGN.md section 1.
+field ε (V/Å). Units and signs follow docs/physics.md, Units and signs.
 
 Normal modes. ``D_{Ib,Jc} = H_{Ib,Jc}/√(m_I m_J)`` eV/(Å² amu) is the mass-weighted Hessian
 (molecules: exact, with rigid translations and rotations projected out; crystals: phonopy's

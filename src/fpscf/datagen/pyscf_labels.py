@@ -1,6 +1,6 @@
 """Reference labels for molecules and clusters from PySCF (closed-shell Kohn–Sham DFT or HF).
 
-Everything returned is in fpscf units (DESIGN.md section 1): Å, eV, e, V/Å. A uniform applied field
+Everything returned is in fpscf units (docs/physics.md, Units and signs): Å, eV, e, V/Å. A uniform applied field
 ε (V/Å) has the potential φ(r) = −ε·r, so
 
 * every electron (charge −1) gets ``+ε·r`` added to the one-electron (core) Hamiltonian,

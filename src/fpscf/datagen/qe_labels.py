@@ -3,7 +3,7 @@
 pw.x gives the energy, forces and stress of a cell; ph.x at Γ (density-functional perturbation
 theory, ``epsil`` and ``lraman``; no phonons, ``trans = .false.``) gives the electronic dielectric
 tensor ε∞, the Born effective charges and the Raman tensors. Everything returned is converted to
-fpscf's units and conventions (DESIGN.md section 1):
+fpscf's units and conventions (docs/physics.md, Units and signs):
 
 * energy Ry → eV, forces Ry/bohr → eV/Å, stress: pw.x prints −(1/Ω)∂E/∂η (positive under
   compression), fpscf and ASE use +(1/Ω)∂E/∂η in eV/Å³ (ASE's reader already flips it);
@@ -192,7 +192,7 @@ def dfpt_gamma_reference(
     atoms: Atoms, settings: QESettings | None = None, q_direction: tuple[float, float, float] = (1.0, 0.0, 0.0),
     workdir: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """DFPT reference at Γ for validating a model (issue I): pw.x, ph.x with phonons, ε∞, Born
+    """DFPT reference at Γ for validating a model: pw.x, ph.x with phonons, ε∞, Born
     charges (and Raman tensors with ``settings.raman``), then dynmat.x with the crystal acoustic sum
     rule and the non-analytical term along ``q_direction`` (so the polar modes along it are LO).
 

@@ -1,4 +1,4 @@
-"""An analytic spin model with self-consistent moments in a magnetic field (reference for issue H).
+"""An analytic spin model with self-consistent moments in a magnetic field.
 
 Classical non-collinear moments m_i (μ_B, axial vectors) on atoms, with the energy (eV)
 

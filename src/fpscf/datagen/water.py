@@ -188,7 +188,7 @@ def label_xtb(atoms: Atoms, *, ignore_field: bool = False, method: str = "GFN2-x
     """Label a structure with tblite (GFN2-xTB by default) at zero field; return a labelled copy.
 
     xTB labels are zero-field only: tblite's applied field is not reliable enough for labels
-    (DESIGN.md section 7), so it is never applied. The copy gets ``info["energy"]`` (eV),
+   , so it is never applied. The copy gets ``info["energy"]`` (eV),
     ``arrays["forces"]`` ((N, 3) eV/Å), ``info["dipole"]`` ((3,) e·Å, ``Σ q r`` plus atomic
     dipoles about the Cartesian origin, as tblite reports it), ``arrays["charges"]`` ((N,) e,
     tblite's Mulliken charges) and ``info["label_method"]``; the total charge is read from

@@ -2,7 +2,7 @@
 
 A linear potential is unchanged by Gaussian smoothing, so its projection is the same for every
 receiver width: value ``−ε·x_i`` (V), gradient ``−ε`` (V/Å), Hessian zero. The energy of the density
-in the field is ``Σ_i p_i·f_i = −ε·D`` with ``D = Σ_i (q_i x_i + d_i)`` (DESIGN.md section 1).
+in the field is ``Σ_i p_i·f_i = −ε·D`` with ``D = Σ_i (q_i x_i + d_i)`` (docs/physics.md, Units and signs).
 
 ``x_i`` is the atom's position in open boundaries. In a periodic cell ``Σ_i q_i r_i`` depends on
 which periodic image of each atom the cell holds as soon as the charges respond to the field or

@@ -2,7 +2,7 @@
 
 :class:`DeployedModel` obeys the ``pair_style fpscf`` contract (lammps_plugin/README.md). One call
 takes a rank's owned atoms and their ghosts and returns energies, forces, virials and charges of
-the converged density. The work splits as in DESIGN.md section 6:
+the converged density. The work splits as in docs/contributing.md, The deployable model and LAMMPS:
 
 * local (owned + ghost atoms): encoder, local density, update rule, readouts;
 * global, summed over ranks with ``fpscf::allreduce_sum`` (:mod:`fpscf.export.comm`): the

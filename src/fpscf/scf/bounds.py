@@ -1,4 +1,4 @@
-"""Bounds that keep the density response of every model finite (DESIGN.md section 8).
+"""Bounds that keep the density response of every model finite (docs/contributing.md, Principles).
 
 The strict quadratic readout gives each atom the energy ``½ Σ_l κ_{i,l} |p_{i,l} − t_{i,l}|²`` with
 hardness ``κ = 1/c`` from the update's compliance c. The Hartree energy ``½ pᵀ J p`` of Gaussian

@@ -1,4 +1,4 @@
-"""Self-consistent magnetic moments in an applied magnetic field (DESIGN.md section 2, magnetic channel).
+"""Self-consistent magnetic moments in an applied magnetic field (docs/physics.md, The model).
 
 Each atom carries a moment m_i (μ_B): an axial vector (``1e``) for ``noncollinear`` models, or a
 scalar s_i along the spin axis n̂ = B/|B| (ẑ without a field) for ``collinear`` ones. The magnetic

@@ -1,6 +1,6 @@
 """Fixed-point update rules ``Δp(h, f)``: how the density responds to the field features.
 
-The SCF map is ``p ← p_local(h) + Δp(h, f[p; μ, ε])`` (DESIGN.md section 2). Field features
+The SCF map is ``p ← p_local(h) + Δp(h, f[p; μ, ε])`` (docs/physics.md, The model). Field features
 ``f`` have shape (N, W, (L_f+1)²) (receiver widths × e3nn ``0e + 1o + 2e``), already normalised;
 multipoles have shape (N, (l_max+1)²).
 """

@@ -1,4 +1,4 @@
-"""Time-reversal augmentation: the time-reversed copy of a magnetic structure (DESIGN.md section 2).
+"""Time-reversal augmentation: the time-reversed copy of a magnetic structure (docs/physics.md, The model).
 
 Time reversal T reverses every current, so every magnetic quantity changes sign while charges,
 positions and electric fields do not. The energy E(R, ε, B, m) of a system without spontaneous

@@ -51,7 +51,7 @@ MAGNETIC_LOSS_NAMES: frozenset[str] = frozenset(
     {"magmoms", "magnetic_moment_per_atom", "noncollinear_magnetic_forces", "magnetic_susceptibility"}
 )
 NONCOLLINEAR_LOSS_NAMES: frozenset[str] = frozenset({"noncollinear_magnetic_forces"})
-#: How a stage differentiates through the fixed point (see DESIGN.md §4).
+#: How a stage differentiates through the fixed point (see docs/physics.md, Training modes).
 TRAINING_MODES: tuple[str, ...] = ("direct", "unroll_scf", "implicit", "linearize_solve")
 #: Starting density of the SCF loop during training.
 INITIAL_DENSITIES: tuple[str, ...] = ("from_data", "local_guess", "zero")

@@ -1,5 +1,5 @@
 """One training forward pass: the model evaluated in a stage's fixed-point mode, with the outputs
-its losses need (DESIGN.md section 4).
+its losses need (docs/physics.md, Training modes).
 
 For a model with magnetic moments, structures with a ``noncollinear_magnetic_forces`` label are
 constrained-moment calculations: the model holds their moments at their ``magmoms`` label
