@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Condensed-phase water data (issue J): close-contact scans, then clusters cut from GFN2-xTB liquid
+# Condensed-phase water data: close-contact and H–O–H bend scans, then clusters cut from GFN2-xTB liquid
 # boxes, labelled with B3LYP/aug-cc-pVDZ (PySCF, RI-JK) on one worker with one thread.
 # Resumable: run it again and every command continues where it stopped (labelled structures are in
 # data/<set>/parts/, the liquid boxes' MD snapshots in data/water_liquid_clusters/boxes/). Run
@@ -14,6 +14,13 @@ fpscf data close-contacts --out data/water_close_contacts --n 150 --seed 0 --met
     --workers 1 --threads 1 --response-fraction 0.1 --max-response-atoms 6 \
     >> data/water_close_contacts.log 2>&1
 echo "=== exit $? at $(date -u)" >> data/water_close_contacts.log
+
+# H–O–H bends (a liquid-MD failure: one molecule folded to 49°): monomers and dimers, minutes.
+echo "=== started at $(date -u)" >> data/water_bends.log
+fpscf data close-contacts --out data/water_bends --n 60 --seed 0 --method dft --scans bend \
+    --workers 1 --threads 1 --response-fraction 0.1 --max-response-atoms 6 \
+    >> data/water_bends.log 2>&1
+echo "=== exit $? at $(date -u)" >> data/water_bends.log
 
 # One box (24 clusters) at a time: the first m clusters of a sample of n are those of a sample of
 # m, so each stage reuses the boxes and labelled clusters of the previous ones and labels its new

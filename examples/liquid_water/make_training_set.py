@@ -1,11 +1,11 @@
 """Training, validation and test sets of the liquid-water model: the cluster data of `water-b3lyp`
-(its own split, unchanged) plus the condensed-phase data of issue J (close-contact scans and clusters
-cut from liquid boxes), all B3LYP/aug-cc-pVDZ.
+(its own split, unchanged) plus the condensed-phase data (close-contact scans, H–O–H bend scans and
+clusters cut from liquid boxes), all B3LYP/aug-cc-pVDZ.
 
     python examples/liquid_water/make_training_set.py            # writes examples/liquid_water/data/
 
 New structures are split by group (a close-contact scan type and composition; a liquid box), one
-group in ten for validation, seeded. Close contacts carry DFT forces up to ~60 eV/Å and energies eV
+group in ten for validation, seeded. Close contacts and bends carry DFT forces up to ~60 eV/Å and energies eV
 above the minimum: their loss weights are scaled down (``forces_weight = min(1, (F_ref / max|F|)²)``,
 ``energy_weight`` 0.1) so that they teach the wall without drowning the near-equilibrium
 data, whose accuracy the model card reports. Missing sources are skipped with a note (the liquid
@@ -31,11 +31,14 @@ ROOT = HERE.parents[1]
 F_REF = 5.0
 #: Energy-per-atom loss weight of close-contact structures (their energies are eV above equilibrium).
 CLOSE_CONTACT_ENERGY_WEIGHT = 0.1
+#: Sources of scans far from equilibrium (close contacts, H–O–H bends) that get that weight.
+SCANNED_SOURCES = ("water_close_contacts", "water_bends")
 
 
 def condensed_sources() -> dict[str, Path]:
     return {
         "water_close_contacts": ROOT / "data/water_close_contacts",
+        "water_bends": ROOT / "data/water_bends",
         "water_liquid_clusters": ROOT / "data/water_liquid_clusters",
     }
 
@@ -58,7 +61,7 @@ def weigh(atoms: Atoms, source: str) -> Atoms:
     forces = atoms.get_forces()
     largest = float(np.abs(forces).max()) if len(forces) else 0.0
     atoms.info["forces_weight"] = float(min(1.0, (F_REF / largest) ** 2)) if largest > 0 else 1.0
-    if source == "water_close_contacts":
+    if source in SCANNED_SOURCES:
         atoms.info["energy_weight"] = CLOSE_CONTACT_ENERGY_WEIGHT
     atoms.info["data_source"] = source
     return atoms
