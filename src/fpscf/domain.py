@@ -47,6 +47,8 @@ import numpy as np
 from ase.data import atomic_numbers as ATOMIC_NUMBERS
 from ase.data import chemical_symbols
 
+from fpscf.errors import NonFiniteResultError, OutOfDomainWarning  # noqa: F401 (re-exported)
+
 #: Warn for a pair closer than this fraction of the shortest distance of its element pair in training.
 DISTANCE_TOLERANCE: float = 0.9
 #: Warn for a field above this multiple of the largest |field| in training (V/Å).
@@ -64,16 +66,11 @@ DISTANCE_CUTOFF: float = 6.0
 #: energies are a few eV per atom, and even the screened nuclear repulsion (ZBL) of two O atoms
 #: 0.1 Å apart is about 2.4e3 eV per atom; 1e4 eV/atom is a broken evaluation, not physics.
 MAX_ENERGY_PER_ATOM: float = 1.0e4
+#: A force component (eV/Å) beyond this is an error: that energy bound changing over 0.01 Å, a
+#: tenth of the shortest distance a structure may have (``fpscf.units.MIN_INTERATOMIC_DISTANCE``).
+MAX_FORCE: float = 1.0e6
 #: Version of the dict written by :meth:`TrainingDomain.to_dict`.
 DOMAIN_FORMAT_VERSION = 1
-
-
-class OutOfDomainWarning(UserWarning):
-    """A structure lies outside the ranges the model was trained on: its results are extrapolation."""
-
-
-class NonFiniteResultError(RuntimeError):
-    """The model produced a non-finite (or absurdly large) energy, force or other result."""
 
 
 @dataclass(frozen=True)
@@ -400,6 +397,7 @@ __all__ = [
     "DISTANCE_TOLERANCE",
     "FIELD_TOLERANCE",
     "MAX_ENERGY_PER_ATOM",
+    "MAX_FORCE",
     "RESPONSE_FIELD_ALLOWANCE",
     "TOTAL_CHARGE_MARGIN",
     "DeployedDomain",

@@ -12,6 +12,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from fpscf.data import atoms_to_graph
 from fpscf.calculators.dispersion import D3Dispersion, resolve_dispersion
+from fpscf.calculators.inputs import structure_charge, vector3
 from fpscf.calculators.response import (
     dielectric_tensor,
     enforce_acoustic_sum_rule,
@@ -19,7 +20,8 @@ from fpscf.calculators.response import (
     polarization_branch,
 )
 from fpscf.data.labels import KeyMap
-from fpscf.domain import MAX_ENERGY_PER_ATOM, NonFiniteResultError, OutOfDomainWarning, shortest_distance
+from fpscf.domain import MAX_ENERGY_PER_ATOM, MAX_FORCE, shortest_distance
+from fpscf.errors import InputError, InputWarning, NonFiniteResultError, OutOfDomainWarning
 from fpscf.models import resolve_model
 from fpscf.scf.settings import SCFSettings
 
@@ -40,7 +42,7 @@ MAGNETIC_PROPERTIES = (
     "magmom", "magmoms", "magnetic_moment", "magnetic_forces", "magnetic_susceptibility", "magnetoelectric_tensor",
 )
 # atoms.info keys that are inputs of the model (a change means a new calculation).
-INFO_INPUTS = ("external_field", "total_charge", "magnetic_field", "fermi_level", "spin_on")
+INFO_INPUTS = ("external_field", "total_charge", "charge", "magnetic_field", "fermi_level", "spin_on")
 # atoms.arrays keys that are inputs of the model (ASE itself compares ``initial_magmoms``).
 ARRAY_INPUTS = ("initial_noncollinear_magmoms",)
 PERIODIC_ONLY = ("stress", "stresses", "dielectric_tensor", "polarization", "polarization_quantum")
@@ -59,7 +61,10 @@ class FixedPointCalculator(Calculator):
     B3LYP/aug-cc-pVDZ water model ``"water-b3lyp"`` (model card: ``fpscf.models.model_card()``).
 
     ``atoms.info['external_field']`` (V/Å) and ``atoms.info['total_charge']`` (e) override the
-    calculator's ``electric_field`` and ``total_charge`` per structure. The density of the last
+    calculator's ``electric_field`` and ``total_charge`` per structure (``atoms.info['charge']``, ASE's
+    and extxyz's key, is read as the total charge too; a total charge beyond ±ΣZ, a non-numeric
+    field and other bad inputs raise :class:`~fpscf.errors.InputError`, see
+    :mod:`fpscf.calculators.inputs`). The density of the last
     call is reused as the starting guess when the number and species of atoms are unchanged
     (MD, phonon displacements). ``results['scf_steps']`` reports the iterations used.
 
@@ -105,7 +110,8 @@ class FixedPointCalculator(Calculator):
     for a model of open ones (or the reverse) give an :class:`~fpscf.domain.OutOfDomainWarning`,
     once per calculator for each kind (each element pair, the field, ...). Results are still
     returned. A non-finite energy, force or other result, or an energy more than
-    ``MAX_ENERGY_PER_ATOM`` (1e4 eV) per atom above the isolated-atom references, raises
+    ``MAX_ENERGY_PER_ATOM`` (1e4 eV) per atom above the isolated-atom references, or a force
+    component beyond ``MAX_FORCE`` (1e6 eV/Å), raises
     :class:`~fpscf.domain.NonFiniteResultError` and leaves ``results`` empty.
 
     Dispersion (:mod:`fpscf.calculators.dispersion`): a model whose file records a D3 term
@@ -152,19 +158,15 @@ class FixedPointCalculator(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         if default_dtype not in DTYPES:
-            raise ValueError(f"default_dtype must be one of {list(DTYPES)}, got {default_dtype!r}")
+            raise InputError(f"default_dtype must be one of {list(DTYPES)}, got {default_dtype!r}")
         self.dtype = DTYPES[default_dtype]
         self.device = torch.device(device)
         self.model = resolve_model(model).to(device=self.device, dtype=self.dtype)
         self.model.eval()
-        self.electric_field = np.zeros(3) if electric_field is None else np.asarray(electric_field, float)
-        if self.electric_field.shape != (3,):
-            raise ValueError(f"electric_field must be 3 numbers (V/Å), got {electric_field!r}")
-        self.magnetic_field = np.zeros(3) if magnetic_field is None else np.asarray(magnetic_field, float)
-        if self.magnetic_field.shape != (3,) or not np.all(np.isfinite(self.magnetic_field)):
-            raise ValueError(f"magnetic_field must be 3 finite numbers (T), got {magnetic_field!r}")
+        self.electric_field = np.zeros(3) if electric_field is None else vector3(electric_field, "electric_field", "V/Å")
+        self.magnetic_field = np.zeros(3) if magnetic_field is None else vector3(magnetic_field, "magnetic_field", "T")
         if not isinstance(fix_moments, bool):
-            raise TypeError(f"fix_moments must be True or False, got {fix_moments!r}")
+            raise InputError(f"fix_moments must be True or False, got {fix_moments!r}")
         self.fix_moments = fix_moments
         self.total_charge = total_charge
         self.constant_charge = constant_charge
@@ -178,13 +180,13 @@ class FixedPointCalculator(Calculator):
             verbose=verbose,
         )
         if not isinstance(acoustic_sum_rule, bool):
-            raise TypeError(f"acoustic_sum_rule must be True or False, got {acoustic_sum_rule!r}")
+            raise InputError(f"acoustic_sum_rule must be True or False, got {acoustic_sum_rule!r}")
         self.acoustic_sum_rule = acoustic_sum_rule
         #: the D3 term added to the learnt model's results (None: none); see the class docstring
         self.dispersion = resolve_dispersion(dispersion, getattr(self.model, "dispersion", None))
         self._dispersion = D3Dispersion(self.dispersion) if self.dispersion is not None else None
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
-        self._domain_warned: set[str] = set()  # kinds of domain violation already warned about
+        self._domain_warned: set[str] = set()  # kinds of domain violation (and input warnings) already given
 
     def check_state(self, atoms: Any, tol: float = 1e-15) -> list[str]:
         """ASE's comparison plus the inputs read from ``atoms.info`` (applied fields, total charge,
@@ -210,10 +212,10 @@ class FixedPointCalculator(Calculator):
         ``calc.get_properties(["polarizability", "born_effective_charges", "raman_tensors"], atoms)``."""
         for name in names:
             if name not in self.implemented_properties:
-                raise ValueError(f"unknown property {name!r}; available: {self.implemented_properties}")
+                raise InputError(f"unknown property {name!r}; available: {self.implemented_properties}")
         atoms = atoms if atoms is not None else self.atoms
         if atoms is None:
-            raise ValueError("get_properties needs atoms (none were given and none are attached)")
+            raise InputError("get_properties needs atoms (none were given and none are attached)")
         changes = self.check_state(atoms)
         if changes:
             self.reset()
@@ -229,28 +231,27 @@ class FixedPointCalculator(Calculator):
         periodic = bool(atoms.pbc.all())
         for name in properties:
             if name in PERIODIC_ONLY and not periodic:
-                raise ValueError(
+                raise InputError(
                     f"{name!r} is defined for periodic cells only (atoms.pbc is {atoms.pbc.tolist()}); "
                     "for a molecule use 'dipole', 'polarizability' or 'virials'"
                 )
         magnetic = getattr(self.model, "magnetic", None) is not None
         for name in properties:
             if name in MAGNETIC_PROPERTIES and not magnetic:
-                raise ValueError(
+                raise InputError(
                     f"{name!r} needs a model with magnetic moments (magnetic_moments: collinear or noncollinear); "
                     "this model has none"
                 )
-        info = dict(atoms.info)
-        info.setdefault("external_field", self.electric_field.tolist())
-        info.setdefault("magnetic_field", self.magnetic_field.tolist())
-        if self.total_charge is not None:
-            info.setdefault("total_charge", float(self.total_charge))
+        info = self._inputs(atoms)
         probe = atoms.copy()
         probe.calc = None
         probe.info = info
-        graph = atoms_to_graph(
-            probe, self.model.config.r_max, key_map=KeyMap.inputs_only(), species=self.model.atomic_numbers
-        ).to(device=self.device, dtype=self.dtype)
+        try:
+            graph = atoms_to_graph(
+                probe, self.model.config.r_max, key_map=KeyMap.inputs_only(), species=self.model.atomic_numbers
+            ).to(device=self.device, dtype=self.dtype)
+        except (TypeError, ValueError) as error:  # the structure's own checks (elements, positions, cell)
+            raise InputError(f"FixedPointCalculator: {str(error).replace('structure 0', 'the structure', 1)}") from None
         domain = getattr(self.model, "training_domain", None)  # checked once the model accepts the structure
         if domain is not None:
             charge = float(info.get("total_charge", 0.0)) if self.constant_charge else None  # floats at fixed μ
@@ -262,7 +263,10 @@ class FixedPointCalculator(Calculator):
         fermi = None
         if not self.constant_charge:
             value = info.get("fermi_level", self.fixed_fermi_level if self.fixed_fermi_level is not None else 0.0)
-            fermi = torch.tensor([float(value)], dtype=self.dtype, device=self.device)
+            try:
+                fermi = torch.tensor([float(value)], dtype=self.dtype, device=self.device)
+            except (TypeError, ValueError):
+                raise InputError(f"fermi_level must be one number (V), got {value!r}") from None
         needed = {RESPONSE_NEEDED[name] for name in properties if name in RESPONSE_NEEDED}
         out = evaluate_response(
             self.model,
@@ -284,6 +288,34 @@ class FixedPointCalculator(Calculator):
             self._warn_out_of_domain(atoms, domain.charge_violations(atoms.numbers, results["charges"]))
         self._warm = (key, out["multipoles"].detach(), out["fermi_level"].detach())
         self.results = {**previous, **results}
+
+    def _inputs(self, atoms: Any) -> dict[str, Any]:
+        """``atoms.info`` with the calculator's field and total charge filled in, each checked
+        (:mod:`fpscf.calculators.inputs`); fractional or ignored charges warn once per calculator."""
+        info = dict(atoms.info)
+        for key, default, unit in (("external_field", self.electric_field, "V/Å"),
+                                   ("magnetic_field", self.magnetic_field, "T")):
+            value = info.get(key)
+            info[key] = (default if value is None else vector3(value, f"atoms.info[{key!r}]", unit)).tolist()
+        charge, source = structure_charge(info, self.total_charge, atoms.numbers)
+        info.pop("charge", None)
+        if charge is not None:
+            info["total_charge"] = charge
+            if charge != round(charge):
+                self._warn_input("fractional_charge", f"{source} = {charge:g} e is not a whole number; the model "
+                                 "spreads it over the structure. For an ion give an integer (e.g. 1 for a cation)")
+        elif "initial_charges" in atoms.arrays and abs(float(np.sum(atoms.arrays["initial_charges"]))) > 1e-8:
+            total = float(np.sum(atoms.arrays["initial_charges"]))
+            self._warn_input("initial_charges", f"atoms' initial charges (sum {total:g} e) are ignored: the model "
+                             f"computes its own charges of a neutral structure; for an ion set "
+                             f"atoms.info['total_charge'] = {total:g}")
+        return info
+
+    def _warn_input(self, kind: str, message: str) -> None:
+        """One :class:`InputWarning` per ``kind`` for the life of this calculator."""
+        if kind not in self._domain_warned:
+            self._domain_warned.add(kind)
+            warnings.warn(f"{message} (warned once per calculator)", InputWarning, stacklevel=4)
 
     def _add_dispersion(self, results: dict[str, Any], atoms: Any, periodic: bool) -> None:
         """Add the D3 energy and its derivatives (simple-dftd3) to ``results``; response properties
@@ -317,7 +349,7 @@ class FixedPointCalculator(Calculator):
             )
 
     def _check_finite(self, results: dict[str, Any], atoms: Any, info: dict[str, Any]) -> None:
-        """Raise :class:`NonFiniteResultError` for a non-finite result or an absurd energy."""
+        """Raise :class:`NonFiniteResultError` for a non-finite result, an absurd energy or an absurd force."""
         bad = None
         for name in ("energy", "forces", *sorted(results)):
             value = results.get(name)
@@ -332,6 +364,10 @@ class FixedPointCalculator(Calculator):
             if abs(per_atom) > MAX_ENERGY_PER_ATOM:
                 bad = (f"the energy is {per_atom:.3g} eV per atom above the isolated-atom references (sane: within "
                        f"±{MAX_ENERGY_PER_ATOM:g} eV/atom)")
+        if bad is None:
+            worst = float(np.abs(results["forces"]).max()) if len(atoms) else 0.0
+            if worst > MAX_FORCE:
+                bad = f"a force component is {worst:.3g} eV/Å (sane: within ±{MAX_FORCE:g} eV/Å)"
         if bad is None:
             return
         closest = shortest_distance(atoms, max(float(self.model.config.r_max), 1.0))

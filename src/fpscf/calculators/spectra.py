@@ -50,6 +50,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from ase import Atoms
 
+from fpscf.errors import FpscfError
 from fpscf.units import COULOMB_CONSTANT, IR_INTENSITY_KM_PER_MOL, WAVENUMBER_PER_SQRT_EV_A2_AMU
 
 Progress = Callable[[str], None] | None
@@ -70,7 +71,7 @@ UNITS = {
 }
 
 
-class SpectraError(ValueError):
+class SpectraError(FpscfError, ValueError):
     """A structure or option the spectra workflow cannot use (message says what to change)."""
 
 

@@ -41,6 +41,7 @@ from ase import Atoms
 
 from fpscf.atomic_files import atomic_write
 from fpscf.data.extxyz import read_extxyz, write_extxyz
+from fpscf.errors import FpscfError
 from fpscf.datagen.water import DATA_EXTRA_HINT
 
 #: Labelling methods: PySCF DFT (``pyscf_labels.label_structure``), GFN2-xTB (``label_xtb``) or
@@ -53,7 +54,7 @@ _POSITION_TOLERANCE = 1e-6
 _PART_NAME = re.compile(r"^(\d+)\.xyz$")
 
 
-class DataGenerationError(RuntimeError):
+class DataGenerationError(FpscfError, RuntimeError):
     """The data set cannot be generated as asked (nothing labelled, a worker died, ...)."""
 
 

@@ -51,6 +51,7 @@ from fpscf.electrostatics.reciprocal import (
     structure_factor,
 )
 from fpscf.export import comm  # noqa: F401  (registers the fpscf:: operators)
+from fpscf.errors import FpscfError
 from fpscf.scf.readouts import NullFieldReadout, OneBodyMLPFieldReadout, StrictQuadraticFieldEnergyReadout
 from fpscf.scf.settings import SCFSettings
 from fpscf.scf.updates import OneBodyVariableUpdate
@@ -70,7 +71,7 @@ def resolve_kspace(model: torch.nn.Module, kspace: str) -> str:
     return "pme" if max(config.atomic_multipoles_max_l, config.field_feature_max_l) <= 1 else "ewald"
 
 
-class ExportError(ValueError):
+class ExportError(FpscfError, ValueError):
     """The model cannot be exported as it is; the message says what to change."""
 
 

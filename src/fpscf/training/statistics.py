@@ -12,10 +12,11 @@ from fpscf.data.graph import AtomicGraph, collate
 from fpscf.electrostatics.multipoles import l_block
 from fpscf.training.config import AVERAGE
 from fpscf.training.forward import reference_multipoles
+from fpscf.errors import FpscfError
 
 
 
-class StatisticsError(ValueError):
+class StatisticsError(FpscfError, ValueError):
     """A model option cannot be estimated from the training data."""
 
 
