@@ -10,6 +10,11 @@ with ``model.training_domain = None``. A model may also carry a dispersion term 
 ``model.dispersion = None``. Both entries live beside the hyperparameters, not among them: neither
 changes the network or its weights, and either can be rewritten in the header alone
 (:func:`write_training_domain`, :func:`write_dispersion`).
+
+Integrity (:mod:`fpscf.model_checks`): the header records ``weights_sha256``, a digest of every
+tensor, checked at load (a flipped byte is a clear error, not a model with E = 1e301 eV); every
+weight must be finite; header values are bounded (``num_channels`` = 1e9 is refused before anything
+is allocated). Files without a digest (written before it existed) load after the finiteness check.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any
 import torch
 
 from fpscf.atomic_files import atomic_path
+from fpscf.errors import ModelFileError, ModelNotFoundError
+from fpscf.model_checks import check_header, check_weights, update_digest, weights_digest
 
 FORMAT_NAME = "fpscf-model"
 FORMAT_VERSION = 1
@@ -58,6 +65,7 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     tensors = {
         k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not _is_codegen_constant(k)
     }
+    header["weights_sha256"] = weights_digest(tensors)
     with atomic_path(path, make_parents=True) as temporary:
         save_file(tensors, str(temporary), metadata={"fpscf": json.dumps(header)})
 
@@ -66,47 +74,92 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     """The plain-data header of a model file; a clear error for missing, corrupt or foreign files."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    path = _model_path(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except Exception as error:  # safetensors raises its own error types for bad files
-        raise ValueError(
+        raise ModelFileError(
             f"{str(path)!r} is not a readable fpscf model file (expected safetensors written by "
-            f"model.save): {error}"
+            f"model.save): {str(error) or type(error).__name__}"
         ) from None
     if "fpscf" not in metadata:
-        raise ValueError(f"{str(path)!r} is a safetensors file but not an fpscf model (no 'fpscf' header)")
-    header = json.loads(metadata["fpscf"])
-    if header.get("format") != FORMAT_NAME or int(header.get("format_version", -1)) > FORMAT_VERSION:
-        raise ValueError(
-            f"{str(path)!r} has model format {header.get('format')!r} v{header.get('format_version')}; "
-            f"this fpscf reads {FORMAT_NAME!r} up to v{FORMAT_VERSION} (upgrade fpscf)"
+        raise ModelFileError(f"{str(path)!r} is a safetensors file but not an fpscf model (no 'fpscf' header)")
+    try:
+        header = json.loads(metadata["fpscf"])
+    except json.JSONDecodeError as error:
+        raise ModelFileError(f"{str(path)!r} has a corrupt header (not JSON: {error}); the file is damaged, "
+                             "copy or export it again") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{str(path)!r} has a corrupt header (a JSON {type(header).__name__}, not an object)")
+    version = header.get("format_version")
+    if header.get("format") != FORMAT_NAME or not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{str(path)!r} has model format {header.get('format')!r} v{version} (written by fpscf "
+            f"{header.get('fpscf_version', '?')}); this fpscf reads {FORMAT_NAME!r} up to v{FORMAT_VERSION} (upgrade fpscf)"
         )
+    check_header(header, path)
     return header
 
 
+def _model_path(path: str | os.PathLike) -> Path:
+    """``path`` as a model file: a shipped model's name (:data:`fpscf.models.SHIPPED_MODELS`) is
+    its file; a missing file or a directory is a :class:`ModelNotFoundError` saying what to give."""
+    import difflib
+
+    from fpscf.models import SHIPPED_MODELS, shipped_model_path
+
+    text = os.fspath(path)
+    candidate = Path(text)
+    if candidate.is_file():
+        return candidate
+    if isinstance(text, str) and text in SHIPPED_MODELS:
+        return shipped_model_path(text)
+    if candidate.is_dir():
+        inside = sorted(p.name for p in candidate.glob("*.fpscf"))
+        hint = f"; it holds {', '.join(inside)}" if inside else "; it holds no .fpscf file"
+        raise ModelNotFoundError(f"model {text!r} is a directory, not a model file: give the file{hint} "
+                                 f"(a training run writes best.fpscf and final.fpscf)")
+    close = difflib.get_close_matches(str(text), list(SHIPPED_MODELS), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ModelNotFoundError(
+        f"model file {text!r} does not exist; {hint}give a .fpscf file or a shipped model name "
+        f"({', '.join(sorted(SHIPPED_MODELS))})"
+    )
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64) -> Any:
-    """Rebuild a :class:`~fpscf.model.FixedPointModel` from a file written by ``model.save``,
+    """Rebuild a :class:`~fpscf.model.FixedPointModel` from a file written by ``model.save`` (or a
+    shipped model's name, e.g. ``"water-b3lyp"``),
     with its training domain as ``model.training_domain`` and its dispersion term as
     ``model.dispersion`` (:class:`~fpscf.calculators.dispersion.DispersionSettings`; each None if
     the file has none)."""
     from safetensors.torch import load_file
 
-    from fpscf.config import ModelConfig
+    from fpscf import __version__
+    from fpscf.config import ModelConfig, hyperparameter_names
     from fpscf.domain import TrainingDomain
     from fpscf.model import FixedPointModel
 
     header = read_header(path)
-    config = ModelConfig.from_dict(header["hyperparameters"])
-    model = FixedPointModel(config)
+    path = _model_path(path)
+    written_by = f"written by fpscf {header.get('fpscf_version', '?')}; this is fpscf {__version__}"
+    unknown = sorted(set(header["hyperparameters"]) - set(hyperparameter_names()) - {"atomic_numbers"})
+    try:
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {unknown}")
+        config = ModelConfig.from_dict(header["hyperparameters"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{str(path)!r} has hyperparameters this fpscf cannot use ({written_by}): {error}; "
+                             "use the fpscf version that wrote it (or a newer one), or retrain") from None
     state = load_file(str(path))
+    check_weights(state, repr(str(path)), header.get("weights_sha256"))
+    model = FixedPointModel(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(
-            f"{str(path)!r} does not match the architecture in its header: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        raise ModelFileError(
+            f"{str(path)!r} does not match the architecture in its header ({written_by}): missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
         )
     domain = header.get("training_domain")
     model.training_domain = TrainingDomain.from_dict(domain) if domain is not None else None
@@ -127,7 +180,10 @@ def _rewrite_header(path: str | os.PathLike, key: str, value: Any, output: str |
     from safetensors.torch import load_file, save_file
 
     header = read_header(path)
+    path = _model_path(path)
     tensors = load_file(str(path))
+    check_weights(tensors, repr(str(path)), header.get("weights_sha256"))
+    header.setdefault("weights_sha256", weights_digest(tensors))
     if value is None:
         header.pop(key, None)
     else:
@@ -182,9 +238,6 @@ def model_digest(path: str | os.PathLike) -> str:
     digest = hashlib.sha256(json.dumps(header["hyperparameters"], sort_keys=True).encode())
     if header.get("dispersion") is not None:
         digest.update(b"dispersion|" + json.dumps(header["dispersion"], sort_keys=True).encode())
-    with safe_open(str(path), framework="pt") as handle:
-        for name in sorted(handle.keys()):
-            tensor = handle.get_tensor(name).contiguous()
-            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    with safe_open(str(_model_path(path)), framework="pt") as handle:
+        update_digest(digest, {name: handle.get_tensor(name) for name in handle.keys()})
     return digest.hexdigest()

@@ -24,7 +24,9 @@ DEFAULT_MODEL = "water-b3lyp"
 
 def _file(name: str, suffix: str) -> Path:
     if name not in SHIPPED_MODELS:
-        raise ValueError(f"unknown shipped model {name!r}; shipped models: {sorted(SHIPPED_MODELS)}")
+        from fpscf.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"unknown shipped model {name!r}; shipped models: {', '.join(sorted(SHIPPED_MODELS))}")
     path = Path(str(resources.files(__name__).joinpath(SHIPPED_MODELS[name] + suffix)))
     if not path.is_file():
         raise FileNotFoundError(
