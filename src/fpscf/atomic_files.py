@@ -6,11 +6,45 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
+
+
+TEMPORARY_SUFFIX = ".tmp"
+#: ``.<name>.<pid>.<random>.tmp``: the temporaries of :func:`atomic_path` (pid of the writer).
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries that a killed writer (SIGKILL, power loss) left in ``directory``:
+    those of :func:`atomic_path` whose writing process no longer runs. Returns what was removed."""
+    removed: list[Path] = []
+    folder = Path(directory)
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+        match = _TEMPORARY.match(path.name)
+        if match is None or _process_alive(int(match["pid"])):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @functools.cache
@@ -52,7 +86,7 @@ def atomic_path(path: str | os.PathLike[str], make_parents: bool = False) -> Ite
         mode = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
         mode = _new_file_mode()
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.{os.getpid()}.", suffix=TEMPORARY_SUFFIX)
     os.close(handle)
     try:
         yield Path(temporary)

@@ -24,6 +24,7 @@ import yaml
 
 from fpscf.config import ModelConfig, hyperparameter_names, make_config
 from fpscf.data.labels import KeyMap
+from fpscf.errors import FpscfError
 
 #: Loss terms a stage may weight (``loss: {name: weight}``).
 LOSS_NAMES: tuple[str, ...] = (
@@ -72,7 +73,7 @@ AVERAGE = "average"
 ESTIMATED_OPTIONS = ("atomic_energies", "avg_num_neighbors", "atom_density_scaling", "field_feature_norms")
 
 
-class ConfigError(ValueError):
+class ConfigError(FpscfError, ValueError):
     """A training config is invalid; the message names the key path, the value and the fix."""
 
     def __init__(self, message: str, key_path: str | None = None) -> None:
@@ -452,6 +453,7 @@ def _parse_fixed_point(data: Any, path: str) -> FixedPointOptions:
                 scf_path,
             )
         _require_mapping(scf_data, scf_path, f"a mapping of SCF options, e.g. {example}")
+        _check_keys(scf_data, _SCF_KEYS, scf_path, "scf option")  # a typo is named as such, not as a missing key
         for key in ("num_scf_steps", "mixing_parameter"):
             if key not in scf_data:
                 raise ConfigError(

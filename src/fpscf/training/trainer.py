@@ -6,7 +6,9 @@ Output directory (all files written atomically):
   tensors and numbers, loaded with ``weights_only=True``); ``--resume`` continues from it and
   gives the same weights as an uninterrupted run (batches are shuffled by a generator seeded
   with ``seed`` and the epoch, so no random state has to be restored; time-reversal augmentation
-  uses no random numbers).
+  uses no random numbers). The checkpoint records the config: a resume with a changed one is
+  refused or must be accepted (:mod:`fpscf.training.checkpoints`). Temporaries that a killed run
+  left behind are removed when a run starts.
 - ``best.fpscf`` (lowest validation loss within the latest stage, whose loss it is measured by) and
   ``final.fpscf``: deployable models for :func:`fpscf.load_model` and ``FixedPointCalculator``,
   with the training domain of the training structures (:class:`fpscf.domain.TrainingDomain`) in
@@ -51,11 +53,13 @@ from fpscf.training.reporting import (
     MetricRecord,
     MetricsLog,
     ProgressBar,
-    atomic_write_bytes,
     atomic_write_text,
     plot_parity,
 )
 from fpscf.training.statistics import field_feature_norms, resolve_model_options
+from fpscf.atomic_files import remove_stale_temporaries
+from fpscf.errors import FpscfError
+from fpscf.training.checkpoints import resume_from, save_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -63,7 +67,7 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 MAX_FAILED_BATCH_FRACTION = 0.2
 
 
-class TrainingError(ValueError):
+class TrainingError(FpscfError, ValueError):
     """The data and the config do not fit together (found before training starts)."""
 
 
@@ -236,10 +240,12 @@ class Trainer:
         return kind(param_groups, lr=lr, betas=tuple(settings.betas), eps=settings.eps, amsgrad=settings.amsgrad)
 
     # ------------------------------------------------------------------ loop
-    def run(self, resume: bool = False) -> TrainingResult:
-        """Train through every stage; with ``resume`` continue from the checkpoint."""
+    def run(self, resume: bool = False, accept_changes: bool = False) -> TrainingResult:
+        """Train through every stage; with ``resume`` continue from the checkpoint (a changed config
+        is an error unless ``accept_changes``: :mod:`fpscf.training.checkpoints`)."""
         config = self.config
         checkpoint_path = self.output_dir / CHECKPOINT
+        remove_stale_temporaries(self.output_dir)
         if checkpoint_path.exists() and not resume:
             raise TrainingError(
                 f"{self.output_dir} already holds a training run ({CHECKPOINT}); pass --resume to continue it "
@@ -248,7 +254,12 @@ class Trainer:
         if resume and not checkpoint_path.exists():
             raise TrainingError(f"--resume: no {CHECKPOINT} in {self.output_dir}; start without --resume")
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        numbers, train, valid = self._load_data()
+        try:
+            numbers, train, valid = self._load_data()
+        except (TypeError, ValueError) as error:  # the data readers' messages name the file, structure and fix
+            if isinstance(error, FpscfError):
+                raise
+            raise TrainingError(str(error)) from None
         model = self._build_model(numbers, train)
         model.training_domain = self.training_domain  # written into best.fpscf and final.fpscf by save_model
         optimizer = self._optimizer(model)
@@ -258,9 +269,9 @@ class Trainer:
         metrics = MetricsLog()
         start_epoch, best = 0, math.inf
         if resume:
-            state = torch.load(checkpoint_path, map_location=self.device, weights_only=True)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            state, accepted = resume_from(checkpoint_path, model, optimizer, config.to_dict(), accept_changes)
+            if accepted:
+                self._warn(f"resume: config changes accepted (config.yaml updated): {'; '.join(accepted)}")
             start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
             metrics = MetricsLog.from_list(state["metrics"])
             self._say(f"resumed from {checkpoint_path}: epochs 1-{start_epoch} done, continuing at epoch "
@@ -419,14 +430,9 @@ class Trainer:
         plot_parity(self.output_dir / f"parity_{stage.name}.png", data, UNITS, title=f"validation, stage {stage.name}")
 
     def _checkpoint(self, model: FixedPointModel, optimizer: torch.optim.Optimizer, epoch: int, best: float, metrics: MetricsLog) -> None:
-        import io
-
-        buffer = io.BytesIO()
-        torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best, "metrics": metrics.to_list()},
-            buffer,
-        )
-        atomic_write_bytes(self.output_dir / CHECKPOINT, buffer.getvalue())
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
+                 "metrics": metrics.to_list()}
+        save_checkpoint(self.output_dir / CHECKPOINT, state, self.config.to_dict())
         self._checkpoint_epoch = epoch
 
     def _say(self, text: str) -> None:
@@ -467,11 +473,13 @@ def _collect_pair(pairs: dict, name: str, batch: AtomicGraph, term: LossTerm) ->
     pred_list.append(reference + errors)
 
 
-def train(config_path: str | os.PathLike, overrides: list[str] | None = None, resume: bool = False) -> TrainingResult:
-    """``fpscf train --config config.yaml [--option=value ...] [--resume]``."""
+def train(
+    config_path: str | os.PathLike, overrides: list[str] | None = None, resume: bool = False, accept_changes: bool = False
+) -> TrainingResult:
+    """``fpscf train --config config.yaml [--option=value ...] [--resume [--accept-changes]]``."""
     from fpscf.training.config import load_config
 
-    return Trainer(load_config(config_path, overrides or [])).run(resume=resume)
+    return Trainer(load_config(config_path, overrides or [])).run(resume=resume, accept_changes=accept_changes)
 
 
 def _response_labels(graph: AtomicGraph) -> tuple[str, ...]:
