@@ -12,11 +12,13 @@ from typing import Callable
 
 import torch
 
+from fpscf.errors import FpscfError
+
 FAILURE_ACTIONS = ("raise", "warn")
 SOLVE_METHODS = ("gmres", "dense")
 
 
-class LinearSolveError(RuntimeError):
+class LinearSolveError(FpscfError, RuntimeError):
     """GMRES did not reach its tolerance; the message carries the relative residual history."""
 
     def __init__(self, message: str, residual_history: list[float]) -> None:
@@ -65,6 +67,11 @@ def gmres(
     history: list[float] = []
     if b_norm == 0.0 or not math.isfinite(b_norm):
         return x.reshape(rhs.shape), [0.0 if b_norm == 0.0 else math.nan]
+    # CPU lstsq's default driver (LAPACK gelsy, pivoted QR) is not bitwise reproducible: the same
+    # inputs gave results differing by 1e-15 from call to call (up to 1e-6 on ill-conditioned
+    # matrices), which made training with implicit stages differ between identical runs. gelsd (SVD)
+    # gives the same bits every call and handles a rank-deficient (breakdown) Hessenberg matrix.
+    driver = "gelsd" if b.device.type == "cpu" else None
     apply = lambda v: matvec(v.reshape(rhs.shape)).detach().reshape(-1)  # noqa: E731
     products = 0
     while True:
@@ -91,7 +98,7 @@ def gmres(
             norm = torch.linalg.vector_norm(w)
             hessenberg[j + 1, j] = norm
             small_h = hessenberg[: j + 2, : j + 1]
-            coefficients = torch.linalg.lstsq(small_h, target[: j + 2, None]).solution[:, 0]
+            coefficients = torch.linalg.lstsq(small_h, target[: j + 2, None], driver=driver).solution[:, 0]
             estimate = float(torch.linalg.vector_norm(target[: j + 2] - small_h @ coefficients))
             history.append(estimate / b_norm)
             if estimate <= settings.rtol * b_norm or float(norm) <= 1e-300 or products >= settings.max_iterations:
