@@ -281,6 +281,8 @@ def test_cli_writes_phonopy_files_and_bands_for_a_crystal(tmp_path):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["supercell"] == [1, 1, 1] and summary["q_direction_reduced"] == [1.0, 0.0, 0.0]
+    # reduced (1, 0, 0) of the fcc primitive cell is b1 ∝ (-1, 1, 1), written as a Cartesian unit vector too
+    assert summary["q_direction_cartesian"] == pytest.approx(np.array([-1.0, 1.0, 1.0]) / np.sqrt(3.0))
     assert summary["point_group"] == "m-3m"
     assert len(read_csv(out / "modes.csv")) == 6
     reloaded = phonopy.load(out / "phonopy.yaml", born_filename=out / "BORN")

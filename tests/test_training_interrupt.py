@@ -11,38 +11,27 @@ import time
 
 import pytest
 import torch
-import yaml
+from test_training import data_dir, write_config  # noqa: F401  (data_dir is a fixture)
 
-from fpscf.data.extxyz import write_extxyz
-from fpscf.datagen.synthetic import TEACHER_ARCHITECTURE, teacher_structures
 from fpscf.training.config import load_config
 from fpscf.training.trainer import Trainer, TrainingInterrupted
 
+SCHEDULE = {0: {"name": "direct", "start": 0, "end": 39, "lr": 0.01,
+                "loss": {"atomic_multipoles": 10.0, "energy_per_atom": 1.0, "forces": 1.0},
+                "fixed_point_training_options": {"mode": "direct"}}}
+
 
 @pytest.fixture(scope="module")
-def config_path(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("interrupt")
-    structures = teacher_structures(8, seed=0)
-    write_extxyz(directory / "train.xyz", structures[:6])
-    write_extxyz(directory / "valid.xyz", structures[6:])
-    config = {
-        "train_file": "train.xyz", "valid_file": "valid.xyz", "output_dir": "run", "seed": 1, "batch_size": 2,
-        "checkpoint_every": 1,
-        "model": dict(TEACHER_ARCHITECTURE, atomic_energies="average"),
-        "train_schedule": {0: {"name": "direct", "start": 0, "end": 39, "lr": 0.01,
-                               "loss": {"atomic_multipoles": 10.0, "energy_per_atom": 1.0, "forces": 1.0},
-                               "fixed_point_training_options": {"mode": "direct"}}},
-    }
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+def config_path(data_dir):  # noqa: F811
+    """40 direct epochs with a checkpoint after each, on the training tests' teacher data."""
+    return write_config(data_dir, output_dir="run_ctrl_c", checkpoint_every=1, progress=True, train_schedule=SCHEDULE)
 
 
 def test_ctrl_c_prints_one_line_with_the_resume_command(config_path):
     process = subprocess.Popen([sys.executable, "-m", "fpscf.cli", "train", "--config", str(config_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, OMP_NUM_THREADS="1"))
-    checkpoint = config_path.parent / "run" / "checkpoint.pt"
+    checkpoint = config_path.parent / "run_ctrl_c" / "checkpoint.pt"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= 1:
@@ -52,7 +41,7 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(config_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    lines = [line for line in err.splitlines() if "interrupted" in line]
+    lines = [line for line in err.splitlines() if "interrupted in epoch" in line]
     assert len(lines) == 1, err
     assert f"fpscf train --config {config_path} --resume" in lines[0]
     assert "checkpoint.pt holds epoch" in lines[0]

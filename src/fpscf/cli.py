@@ -78,7 +78,7 @@ def _demo_crystal(out: "object", width: float) -> None:
     crystal = bulk("AlAs", "zincblende", a=5.595)
     calculator = FixedPointCalculator(model="alas-lda", scf_tolerance=1e-8, acoustic_sum_rule=True)
     print("\nAlAs crystal (shipped model 'alas-lda'): phonopy on a 3x3x3 supercell, LO along x, bands")
-    spectra = crystal_spectra(crystal, calculator, supercell=(3, 3, 3), q_direction=crystal.cell.array @ [1.0, 0.0, 0.0],
+    spectra = crystal_spectra(crystal, calculator, supercell=(3, 3, 3), q_direction=_reduced_direction(crystal, [1.0, 0.0, 0.0]),
                               bands=True, progress=lambda line: print("  " + line))
     optical = np.sort(spectra.modes.frequencies[~spectra.modes.rigid])
     epsilon = np.trace(spectra.dielectric_tensor) / 3
@@ -89,6 +89,13 @@ def _demo_crystal(out: "object", width: float) -> None:
     written = write_spectra(spectra, out, width=width, model="alas-lda")
     print(f"  written to {out}: {', '.join(path.name for path in written)} "
           f"({time.perf_counter() - start:.1f} s, {thread_summary()})")
+
+
+def _reduced_direction(crystal: "object", cartesian: list[float]) -> "np.ndarray":
+    """A Cartesian direction in reduced reciprocal coordinates (phonopy's q), largest component 1:
+    x in the fcc cell of AlAs is (0, 1, 1)."""
+    reduced = crystal.cell.array @ np.asarray(cartesian, float)
+    return reduced / np.max(np.abs(reduced))
 
 
 def _print_modes(spectra: "object") -> None:

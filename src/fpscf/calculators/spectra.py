@@ -810,6 +810,13 @@ def _plot_spectrum(spectra: Spectra, grid: np.ndarray, ir: np.ndarray, raman: np
     plt.close(figure)
 
 
+def _unit_cartesian_q(spectra: Any) -> list[float]:
+    """The q → 0 direction of the non-analytical term as a Cartesian unit vector (reduced coordinates
+    times the reciprocal cell of the structure)."""
+    q = np.asarray(spectra.q_direction, float) @ spectra.atoms.cell.reciprocal()
+    return (q / np.linalg.norm(q)).round(12).tolist()
+
+
 def _plot_bands(bands: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -838,7 +845,8 @@ def _plot_bands(bands: dict[str, Any], path: Path) -> None:
     axis.set_xticks(ticks, names)
     axis.set_xlim(ticks[0], ticks[-1])
     axis.set_ylabel("frequency (cm⁻¹)")
-    axis.set_title(f"phonon bands, path {bands['path']} (with the non-analytical correction)", fontsize=9)
+    axis.set_title(f"phonon bands, path {bands['path'].replace('G', 'Γ')} (with the non-analytical correction)",
+                   fontsize=9)
     figure.tight_layout()
     atomic_savefig(figure, path, dpi=120)
     plt.close(figure)
@@ -855,6 +863,8 @@ def _summary(spectra: Spectra, model: str, width: float, files: list[str]) -> di
         "acoustic_sum_rule": spectra.acoustic_sum_rule,
         "supercell": list(spectra.supercell) if spectra.supercell else None,
         "q_direction_reduced": None if spectra.q_direction is None else spectra.q_direction.tolist(),
+        # the same direction as a Cartesian unit vector (q_reduced @ reciprocal cell), to read it at a glance
+        "q_direction_cartesian": None if spectra.q_direction is None else _unit_cartesian_q(spectra),
         "point_group": spectra.point_group,
         "symmetry_labels": ("phonopy irreps" if any(label != "-" for label in modes.symmetry) else
                             "none (a field is applied, the cell is not primitive, or phonopy found no labels)"),
