@@ -26,7 +26,7 @@ demo: $(STAMP)/install
 	$(PYTHON) -m fpscf.cli demo
 
 # Fast default (what a contributor runs): the documentation build (warnings are errors, links checked)
-# and every test not marked heavy or slow, one line per test; about 7 min on 2 idle cores.
+# and every test not marked heavy or slow, one line per test; under 10 min on 2 idle cores.
 test: $(STAMP)/test docs
 	$(PYTEST)
 
@@ -43,7 +43,7 @@ qe:
 	else echo "Quantum ESPRESSO not installed (apt-get install quantum-espresso quantum-espresso-data): its tests are skipped"; fi
 
 # Heavy checks (CI runs them after make test): the LAMMPS plugin build and LAMMPS runs, Quantum
-# ESPRESSO, PySCF DFT, and the tests marked slow. About 20 min on 2 idle cores.
+# ESPRESSO, PySCF DFT, and the tests marked slow. 10-20 min on 2 idle cores.
 test-heavy: $(STAMP)/test qe
 	$(PYTEST) -m "heavy or slow"
 

@@ -72,7 +72,9 @@ def test_eval_errors_equal_hand_computed_errors(labelled, tmp_path, capsys):
     assert errors["dipole"]["mae"] == pytest.approx(0.07 / 6, abs=1e-7)
     table = (out / "errors.txt").read_text()
     assert "energy" in table and "RMSE" in table and "MAE" in table
-    assert table.strip() in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert table.strip() in captured.out
+    assert "3/3 structures" in captured.err and "thread" in captured.err  # progress and the thread count
     assert (out / "parity.png").stat().st_size > 10_000
 
 

@@ -34,3 +34,4 @@ def test_a_value_that_is_not_a_thread_count_is_ignored(monkeypatch):
     choice = choose_threads(cores=2, load=0.0)
     assert (choice.threads, choice.source) == (2, "load")
     assert "2 cores, load 0.0" in choice.describe()
+
