@@ -160,6 +160,19 @@ def test_isolated_atoms_and_dissociation_curves_work(calc):
     assert abs(curve[-1] - curve[-2]) < 0.05  # flat far out (only the long-range tail of the charges remains)
 
 
+def test_the_deployed_model_agrees_on_isolated_atoms(calc):
+    """What pair_style fpscf runs (the deployed module, ghosts built as LAMMPS would) gives the
+    calculator's numbers for a lone atom, open and in a box, and for a pair beyond the cutoff."""
+    from fpscf.export.deployed import deploy
+    from fpscf.export.testing import evaluate_atoms
+
+    deployed = deploy(calc.model)
+    for atoms in (Atoms("O"), Atoms("O", cell=[8.0, 8.0, 8.0], pbc=True), Atoms("OH", positions=[[0, 0, 0], [10, 0, 0]])):
+        result = evaluate_atoms(deployed, atoms)
+        assert result["energy"] == pytest.approx(energy(calc, atoms), abs=1e-8)
+        assert np.abs(result["forces"] - atoms.get_forces()).max() < 1e-8
+
+
 # ----------------------------------------------------------------- 5. model files
 def _file_parts(path: Path) -> tuple[bytes, dict, bytes]:
     raw = path.read_bytes()
@@ -241,14 +254,14 @@ def test_loading_a_pickle_never_runs_it(tmp_path):
 # ----------------------------------------------------------------- 6. checkpoints
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A one-epoch run: its directory and a config writer for resumed runs."""
+    """A one-epoch run: its directory and its config (plain data, to change for resumed runs)."""
     directory = tmp_path_factory.mktemp("run")
     structures = teacher_structures(8, seed=0)
     write_extxyz(directory / "train.xyz", structures[:6])
     write_extxyz(directory / "valid.xyz", structures[6:])
     config = {
-        "train_file": str(directory / "train.xyz"), "valid_file": str(directory / "valid.xyz"), "output_dir": "run", "seed": 1, "batch_size": 3,
-        "progress": False, "plot": False, "model": dict(TEACHER_ARCHITECTURE, atomic_energies="average"),
+        "train_file": str(directory / "train.xyz"), "valid_file": str(directory / "valid.xyz"), "output_dir": "run",
+        "seed": 1, "batch_size": 3, "progress": False, "plot": False, "model": dict(TEACHER_ARCHITECTURE, atomic_energies="average"),
         "train_schedule": {0: {"name": "direct", "start": 0, "end": 0, "lr": 0.01,
                                "loss": {"atomic_multipoles": 1.0, "energy_per_atom": 1.0, "forces": 1.0},
                                "fixed_point_training_options": {"mode": "direct"}}},
