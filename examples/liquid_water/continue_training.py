@@ -1,8 +1,8 @@
 """Continue a liquid-water model on the current training set (fine-tune with the implicit SCF).
 
 Rebuilds the weights of ``--start`` (optionally with ``local_multipole_bound`` set to ``--bound``)
-and trains them ``--epochs`` epochs on ``data/train.xyz`` (rebuild it first with
-``make_training_set.py``) with the implicit-SCF stage of ``config.yaml``, lr 0.001 → 0.0001, into
+and trains them ``--epochs`` epochs on ``--train-file`` (default ``data/train.xyz``; rebuild it
+first with ``make_training_set.py``) with the implicit-SCF stage of ``config.yaml``, lr 0.001 → 0.0001, into
 ``--out``. Used for:
 
 * ``run_bounded/``: ``run/best.fpscf`` with the local multipoles bounded (``--bound 4``,
@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--start", required=True, help="model file (relative to this directory or absolute)")
     parser.add_argument("--out", required=True, help="output directory (relative to this directory or absolute)")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train-file", default="data/train.xyz",
+                        help="training set (relative to this directory or absolute; default data/train.xyz)")
     parser.add_argument("--bound", type=float, default=None,
                         help="set local_multipole_bound (default: keep the start model's)")
     args = parser.parse_args()
@@ -48,7 +50,7 @@ def main() -> None:
     model.load_state_dict(start.state_dict())
     schedule = yaml.safe_load((HERE / "config.yaml").read_text())["train_schedule"][1]
     schedule.update(name="continued", start=0, end=args.epochs - 1, lr=0.001, final_lr=0.0001)
-    training = continued_config(HERE / "config.yaml", model, train_file=HERE / "data/train.xyz",
+    training = continued_config(HERE / "config.yaml", model, train_file=HERE / args.train_file,
                                 output_dir=HERE / args.out, train_schedule={0: schedule}, base_dir=HERE)
     retrain(training, model)
 

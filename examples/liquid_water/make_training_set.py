@@ -1,6 +1,7 @@
 """Training, validation and test sets of the liquid-water model: the cluster data of `water-b3lyp`
-(its own split, unchanged) plus the condensed-phase data (close-contact scans, H–O–H bend scans and
-clusters cut from liquid boxes), all B3LYP/aug-cc-pVDZ.
+(its own split, unchanged) plus the condensed-phase data (close-contact scans, H–O–H bend scans,
+clusters cut from liquid boxes and from the MD failures found by active learning), all
+B3LYP/aug-cc-pVDZ.
 
     python examples/liquid_water/make_training_set.py            # writes examples/liquid_water/data/
 
@@ -40,6 +41,8 @@ def condensed_sources() -> dict[str, Path]:
         "water_close_contacts": ROOT / "data/water_close_contacts",
         "water_bends": ROOT / "data/water_bends",
         "water_liquid_clusters": ROOT / "data/water_liquid_clusters",
+        # clusters cut around the failures of run_bounded in 64-water MD (fpscf active-learn, one iteration)
+        "water_md_failures": HERE / "run_active_learning_bounded/iter_001/labels",
     }
 
 
