@@ -29,6 +29,10 @@ class InputError(FpscfError, ValueError):
     """A structure or parameter that cannot be used; the message names it and the fix."""
 
 
+class InputTypeError(InputError, TypeError):
+    """A parameter of the wrong type (an InputError that is also the TypeError Python code expects)."""
+
+
 class ModelFileError(FpscfError, ValueError):
     """A model file that cannot be loaded: foreign, corrupt, tampered with, or from another fpscf."""
 
@@ -57,6 +61,7 @@ __all__ = [
     "CheckpointError",
     "FpscfError",
     "InputError",
+    "InputTypeError",
     "InputWarning",
     "ModelFileError",
     "ModelNotFoundError",

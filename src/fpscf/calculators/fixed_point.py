@@ -21,7 +21,7 @@ from fpscf.calculators.response import (
 )
 from fpscf.data.labels import KeyMap
 from fpscf.domain import MAX_ENERGY_PER_ATOM, MAX_FORCE, shortest_distance
-from fpscf.errors import InputError, InputWarning, NonFiniteResultError, OutOfDomainWarning
+from fpscf.errors import InputError, InputTypeError, InputWarning, NonFiniteResultError, OutOfDomainWarning
 from fpscf.models import resolve_model
 from fpscf.scf.settings import SCFSettings
 
@@ -180,7 +180,7 @@ class FixedPointCalculator(Calculator):
             verbose=verbose,
         )
         if not isinstance(acoustic_sum_rule, bool):
-            raise InputError(f"acoustic_sum_rule must be True or False, got {acoustic_sum_rule!r}")
+            raise InputTypeError(f"acoustic_sum_rule must be True or False, got {acoustic_sum_rule!r}")
         self.acoustic_sum_rule = acoustic_sum_rule
         #: the D3 term added to the learnt model's results (None: none); see the class docstring
         self.dispersion = resolve_dispersion(dispersion, getattr(self.model, "dispersion", None))
