@@ -1,7 +1,7 @@
 """The liquid-water model in the liquid: 200 steps (100 fs) of Langevin MD of 32 periodic waters at
 300 K with the Python calculator, stopped at the first sign of trouble (forces above 20 eV/Å, an SCF
-spike, T above 900 K, atoms within 0.6 Å: fpscf.active_learning.explore). The models before it
-blew up here within 6–55 fs. Marked slow (about 2 min on one idle core); the long LAMMPS run is
+spike, T above 900 K, atoms within 0.6 Å: fpscf.active_learning.explore). The shipped water-b3lyp
+blows up in such boxes within 6–17 fs. Marked slow (about 2 min on one idle core); the long LAMMPS run is
 examples/liquid_water/md.py."""
 
 from pathlib import Path
