@@ -317,6 +317,6 @@ def test_the_liquid_water_example_config_is_valid():
     config = load_active_learning_config(root / "examples" / "liquid_water" / "active_learning.yaml")
     liquid = root / "examples" / "liquid_water"
     assert Path(config.model).is_file() and Path(config.model).parent.parent == liquid  # a liquid-water model
-    assert len(config.start_structures) == 4 and all(Path(p).is_file() for p in config.start_structures)
+    assert len(config.start_structures) >= 2 and all(Path(p).is_file() for p in config.start_structures)
     assert config.labelling.method == "dft" and config.selection.max_molecules <= 7
     assert config.training.train_file == str(liquid / "data" / "train.xyz")
