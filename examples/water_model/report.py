@@ -181,7 +181,7 @@ def model_vibrations(calculator: FixedPointCalculator, start: Atoms) -> dict[str
 
 
 def plot_spectra(comparisons: dict[str, tuple[dict[str, Any], dict[str, Any]]], path: Path,
-                 label: str = "water-b3lyp") -> None:
+                 model_label: str = "water-b3lyp") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,7 +192,7 @@ def plot_spectra(comparisons: dict[str, tuple[dict[str, Any], dict[str, Any]]], 
         for row, (key, label) in enumerate((("ir", "IR intensity (km/mol)"), ("raman", "Raman activity (Å⁴/amu)"))):
             axis = axes[row, column]
             axis.vlines(dft["frequencies"] - 8, 0, dft[key], color="k", lw=2.5, label="B3LYP/aug-cc-pVDZ")
-            axis.vlines(model["frequencies"] + 8, 0, model[key], color="tab:red", lw=2.5, label=f"{label} model")
+            axis.vlines(model["frequencies"] + 8, 0, model[key], color="tab:red", lw=2.5, label=f"{model_label} model")
             axis.set_xlabel("frequency (cm⁻¹)")
             axis.set_ylabel(label)
             axis.set_title(f"{name}: {label.split(' (')[0]}")
