@@ -251,8 +251,9 @@ def _intramolecular_ok(groups: list[Atoms], skip: int | None = None) -> bool:
     return True
 
 
-def _accept(groups: list[Atoms], contacts: Sequence[tuple[int, int]], scan: str) -> bool:
-    return closest_other(groups, contacts) >= MIN_OTHER[scan] and _intramolecular_ok(groups)
+def _accept(groups: list[Atoms], contacts: Sequence[tuple[int, int]], scan: str, skip: int | None = None) -> bool:
+    """Other intermolecular distances above the scan's floor; hydrogens of each group (but ``skip``) apart."""
+    return closest_other(groups, contacts) >= MIN_OTHER[scan] and _intramolecular_ok(groups, skip)
 
 
 def _value(fraction: float, low: float, high: float) -> float:
@@ -362,7 +363,7 @@ def _bend(k: int, fraction: float, rng: np.random.Generator):
         groups = [_group("OH2", positions[:3]), _group("OH2", positions[3:])]
         bent = 0 if o == 0 else 1
         pair = (o + 1, o + 2)
-        if closest_other(groups, []) >= MIN_OTHER["bend"] and _intramolecular_ok(groups, skip=bent):
+        if _accept(groups, [], "bend", skip=bent):
             # the hydrogens of the bent molecule are the contact; the donor's O–H···O keeps its O–O
             return groups, [pair], 0, "water_2", distance
     raise RuntimeError(f"bend scan: no admissible dimer at {distance:.3f} Å")
