@@ -50,3 +50,9 @@ SPEED_OF_LIGHT_A_PER_FS: float = _SPEED_OF_LIGHT_SI * 1e10 / 1e15
 DEBYE: float = 1e-21 / _SPEED_OF_LIGHT_SI / _ELEMENTARY_CHARGE_SI * 1e10
 #: A polarization of 1 e/Å² in μC/cm².
 POLARIZATION_MICROCOULOMB_PER_CM2: float = _ELEMENTARY_CHARGE_SI * 1e6 / 1e-16
+#: Avogadro constant N_A in 1/mol (exact, SI 2019).
+AVOGADRO: float = _AVOGADRO_SI
+#: Energy of a photon of wavenumber 1 cm⁻¹, h c, in eV (h = 6.62607015e-34 J s, exact).
+EV_PER_WAVENUMBER: float = 6.62607015e-34 * _SPEED_OF_LIGHT_SI * 100 / _ELEMENTARY_CHARGE_SI
+#: 1 amu·Å²/fs² (mass times velocity squared in MD units) in eV, ≈ 103.6427.
+EV_PER_AMU_A2_PER_FS2: float = _ATOMIC_MASS_SI * 1e-20 / 1e-30 / _ELEMENTARY_CHARGE_SI
