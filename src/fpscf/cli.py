@@ -1,4 +1,4 @@
-"""Command line: ``fpscf demo | train | eval | data | spectra | build-lammps-plugin | export | domain | dispersion | active-learn | version``.
+"""Command line: ``fpscf demo | train | eval | data | spectra | md-spectra | build-lammps-plugin | export | domain | dispersion | active-learn | version``.
 
 Each subcommand imports what it needs when it runs, so ``fpscf --help`` loads no torch."""
 
@@ -698,6 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
     active.add_argument("--config", required=True, help="active-learning config (YAML)")
     active.add_argument("--max-iterations", type=int, help="override the config's max_iterations")
     active.set_defaults(func=_active_learn)
+    from fpscf.md_spectra.command import add_parser as add_md_spectra
+
+    add_md_spectra(sub)
     version = sub.add_parser("version", help="print the fpscf version")
     version.set_defaults(func=lambda a: print(__import__("fpscf").__version__) or 0)
     return parser
