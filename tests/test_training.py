@@ -208,7 +208,7 @@ def _scf_stage(num_scf_steps: int) -> dict:
 
 def test_a_batch_whose_scf_fails_is_skipped_with_a_warning(data_dir, monkeypatch, capsys):
     """One failing batch per epoch is skipped (no step on it) and named; the run goes on."""
-    import fpscf.training.trainer as trainer_module
+    import fpscf.training.epochs as trainer_module
     from fpscf.scf.solver import SCFConvergenceError
 
     calls = {"n": 0}

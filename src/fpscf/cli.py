@@ -116,12 +116,14 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from fpscf.threads import configure_threads
     from fpscf.training.config import ConfigError
     from fpscf.training.statistics import StatisticsError
+    from fpscf.training.distributed import DistributedSetupError
     from fpscf.training.trainer import TrainingError, TrainingInterrupted, train
 
     try:
         print(f"torch: {configure_threads().describe()}", file=sys.stderr)
-        result = train(args.config, overrides, resume=args.resume, accept_changes=args.accept_changes)
-    except (ConfigError, TrainingError, StatisticsError, FileNotFoundError) as error:
+        result = train(args.config, overrides, resume=args.resume, accept_changes=args.accept_changes,
+                       distributed_required=args.distributed)
+    except (ConfigError, TrainingError, StatisticsError, FileNotFoundError, DistributedSetupError) as error:
         print(f"fpscf train: error: {error}", file=sys.stderr)
         return 2
     except TrainingInterrupted as interrupted:
@@ -254,6 +256,30 @@ def _data_liquid(args: argparse.Namespace) -> int:
         print(f"fpscf data: error: {error}", file=sys.stderr)
         return 2
     print(f"data set: {path}")
+    return 0
+
+
+def _data_pack(args: argparse.Namespace) -> int:
+    """Run ``fpscf data pack DATA.xyz OUT``: graphs and labels into shards read lazily by fpscf train."""
+    from fpscf.config import ModelConfig
+    from fpscf.data.packed import pack_extxyz
+
+    try:
+        r_max, key_map, species = args.r_max, None, None
+        if args.config:
+            from fpscf.training.config import load_config
+
+            config = load_config(args.config)
+            r_max = r_max or float(config.model.get("r_max", ModelConfig.__dataclass_fields__["r_max"].default))
+            key_map, species = config.make_key_map(), list(config.atomic_numbers) if config.atomic_numbers else None
+        if r_max is None:
+            raise ValueError("give --r-max (the model's cutoff, Å) or --config (a training config whose model.r_max is used)")
+        index = pack_extxyz(args.input, args.output, float(r_max), key_map=key_map, species=species,
+                            shard_size=args.shard_size)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"fpscf data pack: error: {error}", file=sys.stderr)
+        return 2
+    print(f"packed data set: {index.parent} (give it as train_file or valid_file of a training config)")
     return 0
 
 
@@ -502,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--accept-changes", action="store_true",
                           help="with --resume: continue although learning rates, loss weights or other schedule "
                                "settings changed (config.yaml is updated; the architecture and data cannot change)")
+    training.add_argument("--distributed", action="store_true",
+                          help="data-parallel training on the ranks torchrun starts (torchrun --nproc_per_node N "
+                               "-m fpscf.train --config ...; gloo on CPUs, NCCL on GPUs); under torchrun it is on anyway")
     training.set_defaults(func=_train)
     evaluate = sub.add_parser(
         "eval", help="evaluate a model on labelled structures: fpscf eval MODEL DATA.xyz [--out DIR]",
@@ -524,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--scf-tolerance", type=float, default=1e-6, help="SCF tolerance (default 1e-6)")
     evaluate.add_argument("--no-plots", action="store_true", help="do not write parity.png")
     evaluate.set_defaults(func=_eval)
-    data = sub.add_parser("data", help="generate reference data: fpscf data water|crystal|liquid|close-contacts --out DIR --n N")
+    data = sub.add_parser("data", help="generate reference data (fpscf data water|crystal|liquid|close-contacts --out DIR --n N) or pack it (fpscf data pack)")
     data_sets = data.add_subparsers(dest="data_set", required=True)
     water = data_sets.add_parser(
         "water", help="water monomers, clusters, OH- and H3O+ (xTB MD sampling, DFT or xTB labels)",
@@ -614,6 +643,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which scans (default: all but bend, the intramolecular H-O-H bend, "
                             "H...H 0.6-1.45 and 1.6-1.85 A)")
     close.set_defaults(func=_data_close_contacts)
+    pack = data_sets.add_parser(
+        "pack", help="pack an extxyz file into shards that fpscf train reads lazily: fpscf data pack DATA.xyz OUT --r-max R",
+        description="Neighbour lists and labels are computed once and stored in safetensors shards with an index.json; "
+                    "give the directory as train_file or valid_file of a training config (same results as the extxyz).",
+    )
+    pack.add_argument("input", help="extended XYZ file")
+    pack.add_argument("output", help="new directory for the shards and index.json")
+    pack.add_argument("--r-max", type=float, help="neighbour cutoff, Å (the model's r_max)")
+    pack.add_argument("--config", help="training config: its model.r_max, key_map and atomic_numbers are used")
+    pack.add_argument("--shard-size", type=int, default=1000, help="structures per shard (default 1000)")
+    pack.set_defaults(func=_data_pack)
     spectra = sub.add_parser(
         "spectra", help="IR/Raman spectra: fpscf spectra STRUCTURE [--model M] [--relax] --out DIR",
         description="Molecules (non-periodic): normal modes from the exact Hessian. Crystals (periodic): phonopy "

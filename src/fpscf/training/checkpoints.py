@@ -35,7 +35,9 @@ FIXED_KEYS: tuple[str, ...] = (
     "time_reversal_augmentation",
 )
 #: Config keys that may change on resume without a word.
-FREE_KEYS: tuple[str, ...] = ("output_dir", "progress", "plot", "device", "checkpoint_every", "valid_batch_size")
+FREE_KEYS: tuple[str, ...] = (
+    "output_dir", "progress", "plot", "device", "checkpoint_every", "valid_batch_size", "num_workers",
+)
 #: Entries every checkpoint holds.
 STATE_KEYS: tuple[str, ...] = ("model", "optimizer", "epoch", "best", "metrics")
 
@@ -69,11 +71,13 @@ def load_checkpoint(path: Path, device: Any) -> dict[str, Any]:
 
 
 def check_resume_config(
-    state: dict[str, Any], config: dict[str, Any], output_dir: Path, accept_changes: bool, epoch: int
+    state: dict[str, Any], config: dict[str, Any], output_dir: Path, accept_changes: bool, epoch: int,
+    write: bool = True,
 ) -> list[str]:
     """Compare ``config`` with the one the checkpoint ``state`` was trained with (module docstring).
-    Returns the accepted changes (``"key: old -> new"``), after updating ``config.yaml``; raises
-    :class:`CheckpointError` for changes that are fixed or not accepted."""
+    Returns the accepted changes (``"key: old -> new"``), after updating ``config.yaml`` (if
+    ``write``: the training rank that writes files); raises :class:`CheckpointError` for changes
+    that are fixed or not accepted."""
     if "config" in state:
         saved = json.loads(state["config"])
     elif (output_dir / "config.yaml").is_file():
@@ -97,7 +101,7 @@ def check_resume_config(
             "changes add --accept-changes (config.yaml is then updated, the old one kept); to continue as before use "
             f"{output_dir / 'config.yaml'}"
         )
-    if lines:
+    if lines and write:
         previous = output_dir / "config.yaml"
         if previous.is_file():
             atomic_write_text(output_dir / f"config.before_epoch{epoch}.yaml", previous.read_text())
@@ -106,13 +110,16 @@ def check_resume_config(
 
 
 def resume_from(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict[str, Any], accept_changes: bool
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict[str, Any], accept_changes: bool,
+    write: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
     """Load the checkpoint ``path`` into ``model`` and ``optimizer`` after checking ``config``
-    against it (:func:`check_resume_config`). Returns the state and the accepted config changes."""
+    against it (:func:`check_resume_config`; ``write``: update ``config.yaml`` for accepted
+    changes). Returns the state and the accepted config changes. The checkpoint does not depend
+    on the number of training ranks: a run may resume on another."""
     parameter = next(model.parameters(), None)
     state = load_checkpoint(path, parameter.device if parameter is not None else "cpu")
-    accepted = check_resume_config(state, config, path.parent, accept_changes, int(state["epoch"]) + 1)
+    accepted = check_resume_config(state, config, path.parent, accept_changes, int(state["epoch"]) + 1, write=write)
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -155,6 +155,12 @@ class TrainingConfig:
     ``time_reversal_augmentation``: every training batch also holds the time-reversed copy of each
     of its magnetic structures (:mod:`fpscf.training.augmentation`; validation batches do not);
     needs a magnetic model.
+
+    ``batch_size`` is the global batch: with several ranks (``torchrun``,
+    :mod:`fpscf.training.distributed`) each trains on its share of every batch. ``num_workers``:
+    processes that read and collate batches ahead of training (0: in the training process).
+    ``early_stopping_patience``: a stage ends after that many epochs without a lower validation
+    loss (None: every stage runs to its ``end``); training continues with the next stage.
     """
 
     train_file: str
@@ -175,6 +181,8 @@ class TrainingConfig:
     progress: bool = True
     plot: bool = True
     time_reversal_augmentation: bool = False
+    num_workers: int = 0
+    early_stopping_patience: int | None = None
 
     @property
     def num_epochs(self) -> int:
@@ -319,6 +327,9 @@ def _parse_training_config(data: Any, base_dir: str) -> TrainingConfig:
         progress=_bool(data.get("progress", True), "progress"),
         plot=_bool(data.get("plot", True), "plot"),
         time_reversal_augmentation=_bool(data.get("time_reversal_augmentation", False), "time_reversal_augmentation"),
+        num_workers=_int(data.get("num_workers", 0), "num_workers", minimum=0),
+        early_stopping_patience=None if data.get("early_stopping_patience") is None
+        else _int(data["early_stopping_patience"], "early_stopping_patience", minimum=1),
     )
     _check_magnetic_options(config)
     return config
@@ -750,7 +761,10 @@ def _resolve(path: str, base_dir: str) -> str:
 
 
 def _existing_file(value: Any, key: str, base_dir: str) -> str:
+    """An extxyz file, or a directory packed by ``fpscf data pack`` (it holds ``index.json``)."""
     resolved = _resolve(_str(value, key), base_dir)
+    if os.path.isdir(resolved) and os.path.isfile(os.path.join(resolved, "index.json")):
+        return resolved
     if not os.path.isfile(resolved):
         raise ConfigError(
             f"{key} = {value!r}: file not found at {resolved} (relative paths are relative to the config "
