@@ -43,6 +43,8 @@ def condensed_sources() -> dict[str, Path]:
         "water_liquid_clusters": ROOT / "data/water_liquid_clusters",
         # clusters cut around the failures of run_bounded in 64-water MD (fpscf active-learn, one iteration)
         "water_md_failures": HERE / "run_active_learning_bounded/iter_001/labels",
+        # clusters cut around run_v2's LAMMPS failures (proton transfer) by fpscf active-learn, iteration 1
+        "water_md_failures_v2": HERE / "run_active_learning/iter_001/labels",
     }
 
 
