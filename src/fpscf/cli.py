@@ -121,6 +121,9 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 
     try:
         print(f"torch: {configure_threads().describe()}", file=sys.stderr)
+        if args.finetune:
+            chosen = os.path.abspath(args.finetune) if os.path.exists(args.finetune) else args.finetune
+            overrides = [*overrides, f"--finetune.model={chosen}"]
         result = train(args.config, overrides, resume=args.resume, accept_changes=args.accept_changes,
                        distributed_required=args.distributed)
     except (ConfigError, TrainingError, StatisticsError, FileNotFoundError, DistributedSetupError) as error:
@@ -528,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--accept-changes", action="store_true",
                           help="with --resume: continue although learning rates, loss weights or other schedule "
                                "settings changed (config.yaml is updated; the architecture and data cannot change)")
+    training.add_argument("--finetune", metavar="MODEL",
+                          help="start from a trained model (a shipped name such as water-b3lyp, or a .fpscf file): its "
+                               "weights, normalisers and species; same as the config key finetune.model")
     training.add_argument("--distributed", action="store_true",
                           help="data-parallel training on the ranks torchrun starts (torchrun --nproc_per_node N "
                                "-m fpscf.train --config ...; gloo on CPUs, NCCL on GPUs); under torchrun it is on anyway")

@@ -9,7 +9,9 @@ with ``model.training_domain = None``. A model may also carry a dispersion term 
 ``{"method": "d3bj", "functional": "b3lyp", ...}``); files without it load with
 ``model.dispersion = None``. Both entries live beside the hyperparameters, not among them: neither
 changes the network or its weights, and either can be rewritten in the header alone
-(:func:`write_training_domain`, :func:`write_dispersion`).
+(:func:`write_training_domain`, :func:`write_dispersion`). A fine-tuned model records the model it
+started from (header entry ``parent``: name or path, weights digest, frozen blocks;
+:mod:`fpscf.training.finetune`), loaded as ``model.parent`` (None for other models).
 
 Integrity (:mod:`fpscf.model_checks`): the header records ``weights_sha256``, a digest of every
 tensor, checked at load (a flipped byte is a clear error, not a model with E = 1e301 eV); every
@@ -62,6 +64,9 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     dispersion = _dispersion(getattr(model, "dispersion", None))
     if dispersion is not None:
         header["dispersion"] = dispersion.to_dict()
+    parent = getattr(model, "parent", None)
+    if parent is not None:  # a fine-tuned model: the model it started from (fpscf.training.finetune)
+        header["parent"] = dict(parent)
     tensors = {
         k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not _is_codegen_constant(k)
     }
@@ -164,6 +169,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtyp
     domain = header.get("training_domain")
     model.training_domain = TrainingDomain.from_dict(domain) if domain is not None else None
     model.dispersion = _dispersion(header.get("dispersion"))
+    model.parent = header.get("parent")
     return model.to(device=device, dtype=dtype)
 
 

@@ -32,7 +32,7 @@ from fpscf.errors import CheckpointError
 FIXED_KEYS: tuple[str, ...] = (
     "model", "valid_fraction", "key_map", "seed", "batch_size", "default_dtype",
     "atomic_numbers", "optimizer.name", "optimizer.betas", "optimizer.eps", "optimizer.amsgrad",
-    "time_reversal_augmentation",
+    "time_reversal_augmentation", "finetune",
 )
 #: Config keys that may change on resume without a word.
 FREE_KEYS: tuple[str, ...] = (

@@ -161,6 +161,8 @@ class TrainingConfig:
     processes that read and collate batches ahead of training (0: in the training process).
     ``early_stopping_patience``: a stage ends after that many epochs without a lower validation
     loss (None: every stage runs to its ``end``); training continues with the next stage.
+    ``finetune``: ``{model: NAME_OR_PATH, freeze: [block, ...]}`` starts from a trained model
+    (:mod:`fpscf.training.finetune`) instead of building one from ``model``.
     """
 
     train_file: str
@@ -183,6 +185,7 @@ class TrainingConfig:
     time_reversal_augmentation: bool = False
     num_workers: int = 0
     early_stopping_patience: int | None = None
+    finetune: dict[str, Any] | None = None
 
     @property
     def num_epochs(self) -> int:
@@ -330,6 +333,7 @@ def _parse_training_config(data: Any, base_dir: str) -> TrainingConfig:
         num_workers=_int(data.get("num_workers", 0), "num_workers", minimum=0),
         early_stopping_patience=None if data.get("early_stopping_patience") is None
         else _int(data["early_stopping_patience"], "early_stopping_patience", minimum=1),
+        finetune=_parse_finetune(data.get("finetune"), "finetune", base_dir),
     )
     _check_magnetic_options(config)
     return config
@@ -498,6 +502,27 @@ def _parse_scf(data: Any, path: str) -> SCFOptions:
         use_autograd_forces=use_autograd_forces,
         scf_tolerance=_positive_float(data.get("scf_tolerance", default.scf_tolerance), f"{path}.scf_tolerance"),
     )
+
+
+def _parse_finetune(data: Any, path: str, base_dir: str) -> dict[str, Any] | None:
+    """``{model: shipped name or .fpscf path, freeze: [names of model blocks]}`` or None; a path
+    relative to the config's directory that exists is made absolute (a file wins over a shipped name)."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        data = {"model": data}
+    _require_mapping(data, path, "a mapping {model: water-b3lyp, freeze: [encoder]} (or a model name)")
+    _check_keys(data, ("model", "freeze"), path, "finetune option")
+    if data.get("model") is None:
+        raise ConfigError(f"{path}.model: required key is missing (a shipped model name or a .fpscf file)", f"{path}.model")
+    freeze = data.get("freeze") or []
+    if not isinstance(freeze, (list, tuple)) or not all(isinstance(name, str) for name in freeze):
+        raise ConfigError(f"{path}.freeze = {freeze!r} is not valid: expected a list of block names, e.g. [encoder]",
+                          f"{path}.freeze")
+    model = _str(data["model"], f"{path}.model")
+    if os.path.exists(_resolve(model, base_dir)):
+        model = _resolve(model, base_dir)
+    return {"model": model, "freeze": list(freeze)}
 
 
 def _parse_optimizer(data: Any, path: str) -> OptimizerConfig:

@@ -52,6 +52,10 @@ def load_training_data(config: TrainingConfig, dtype: torch.dtype) -> TrainingDa
 def _load(config: TrainingConfig, dtype: torch.dtype) -> TrainingData:
     key_map = config.make_key_map()
     r_max = float(config.model.get("r_max", ModelConfig.__dataclass_fields__["r_max"].default))
+    if config.finetune is not None:  # the parent's cutoff
+        from fpscf.training.finetune import parent_header
+
+        r_max = float(parent_header(config.finetune["model"])["hyperparameters"]["r_max"])
     frames = None
     if is_packed(config.train_file):
         train: Sequence[AtomicGraph] = _open_pack(config.train_file, r_max, dtype)

@@ -43,6 +43,7 @@ from fpscf.training.data import load_training_data
 from fpscf.training.config import StageConfig, TrainingConfig
 from fpscf.training.distributed import Ranks
 from fpscf.training.epochs import MAX_FAILED_BATCH_FRACTION, EpochRunner, SCFTrainingError, TrainingError
+from fpscf.training.finetune import parent_model, write_model_card
 from fpscf.training.losses import UNITS
 from fpscf.training.reporting import MetricsLog, atomic_write_text, plot_parity
 from fpscf.training.statistics import field_feature_norms, resolve_model_options
@@ -113,6 +114,8 @@ class Trainer:
         return data.numbers, data.train, data.valid
 
     def _build_model(self, numbers: list[int], train: list[AtomicGraph]) -> FixedPointModel:
+        if self.config.finetune is not None:  # the parent's architecture, weights and normalisers
+            return parent_model(self.config, numbers, self.device, self.dtype)
         options = resolve_model_options(dict(self.config.model), numbers, train)
         options.setdefault("seed", self.config.seed)
         model = build_model(numbers, **options)
@@ -210,6 +213,8 @@ class Trainer:
             if not (self.output_dir / "best.fpscf").exists():
                 save_model(model, self.output_dir / "best.fpscf")
         last = metrics.latest(config.train_schedule[-1].name, "valid")
+        if writes and getattr(model, "parent", None) is not None:
+            write_model_card(self.output_dir, config, model.parent, {k: r.rmse for k, r in last.items()}, len(train))
         return TrainingResult(self.output_dir, self.output_dir / "best.fpscf", final, {k: r.rmse for k, r in last.items()})
 
     def _epochs(
