@@ -66,10 +66,10 @@ def test_autocorrelation_of_ornstein_uhlenbeck_is_exponential_and_spectrum_loren
 def test_classical_sum_rule_integral_equals_mean_square(window):
     rng = np.random.default_rng(3)
     dt = 0.5
-    x = ornstein_uhlenbeck(20_000, dt, 8.0, 1.0, rng) + np.sin(angular_frequency(3000.0) * np.arange(20_000) * dt)[:, None]
+    x = ornstein_uhlenbeck(8_000, dt, 8.0, 1.0, rng) + np.sin(angular_frequency(3000.0) * np.arange(8_000) * dt)[:, None]
     nyquist = 1.0 / (2 * SPEED_OF_LIGHT_CM_PER_FS * dt)
-    grid = np.linspace(0.0, nyquist, 4001)
-    density = rate_spectral_density(x, dt, grid, correlation_fs=800.0, window=window)
+    grid = np.linspace(0.0, nyquist, 2001)
+    density = rate_spectral_density(x, dt, grid, correlation_fs=400.0, window=window)
     area = np.trapezoid(density.values, grid)
     assert area == pytest.approx(autocorrelation(x, 0)[0], rel=1e-3)
     assert density.mean_square == pytest.approx(np.mean((x**2).sum(1)), rel=1e-12)
@@ -185,3 +185,115 @@ def test_dielectric_response_of_lorentz_oscillators_matches_closed_form():
     width = gamma / (2 * np.pi * SPEED_OF_LIGHT_CM_PER_FS)
     harmonic = harmonic_dielectric_function(grid, np.full(3 * n, 500.0), derivatives, volume, eps_inf, width=width)
     np.testing.assert_allclose(harmonic.epsilon, expected, rtol=1e-9)
+
+
+def test_lammps_dipole_file_reader_and_cli_write_harmonic_band(tmp_path):
+    """A fix ave/time dipole file (restart repeating a step) read and turned into files by fpscf md-spectra."""
+    import json
+
+    from fpscf.cli import main
+    from fpscf.md_spectra.readers import read_series
+
+    d, temperature, md_step = np.array([0.0, 0.05, 0.2]), 300.0, 0.5
+    dipole, _ = harmonic_dipole(d, 1650.0, temperature, 2 * md_step, 4000)
+    lines = ["# Time-averaged data for fix dipole", "# TimeStep c_extra[1] c_extra[2] c_extra[3]"]
+    lines += [f"{2 * i} {x:.12g} {y:.12g} {z:.12g}" for i, (x, y, z) in enumerate(dipole)]
+    lines.insert(2 + 1000, "2000 9 9 9")  # a step written twice (restart): the later row counts
+    path = tmp_path / "run.dipole"
+    path.write_text("\n".join(lines) + "\n")
+    series = read_series(path, timestep_fs=md_step)
+    assert series.timestep_fs == pytest.approx(2 * md_step) and len(series.dipole) == 4000
+    np.testing.assert_allclose(series.dipole, dipole, atol=1e-9)
+    modes = tmp_path / "modes.csv"
+    modes.write_text("index,frequency_cm-1,ir_intensity,raman_activity,depolarization_ratio,symmetry,"
+                     "ir_intensity_km_per_mol,acoustic\n1,1650.0,%.8e,0.0,nan,-,0,0\n" % float(d @ d))
+    out = tmp_path / "out"
+    assert main(["md-spectra", str(path), "--timestep", str(md_step), "--temperature", str(temperature),
+                 "--harmonic", str(modes), "--blocks", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    band = summary["harmonic"]["ir_bands"][0]
+    assert band["ratio"] == pytest.approx(1.0, abs=0.02)
+    assert band["md_peak_cm-1"] == pytest.approx(1650.0, abs=4.0)
+    header = (out / "spectrum.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["wavenumber_cm-1", "ir_intensity", "ir_intensity_error", "ir_km_per_mol"]
+    assert (out / "spectrum.png").stat().st_size > 0
+
+
+def test_extxyz_with_dipole_and_polarizability_gives_ir_raman_and_permittivity(tmp_path):
+    """Periodic frames carrying dipole and α in info: IR, Raman, ε₀ and ε(ω) from the ASE reader."""
+    import ase.io
+    from ase import Atoms
+
+    from fpscf.md_spectra import MDSpectraSettings, compute_md_spectra, read_ase
+
+    rng = np.random.default_rng(2)
+    n = 400
+    dipole = ornstein_uhlenbeck(n, 2.0, 30.0, 0.5, rng)
+    frames = []
+    for i in range(n):
+        atoms = Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]], cell=np.eye(3) * 10.0, pbc=True)
+        atoms.info.update(dipole=dipole[i], polarizability=np.eye(3) * 0.1 + 0.01 * dipole[i, 0] * np.eye(3),
+                          external_field=[0.0, 0.0, 0.01], time=2.0 * i)
+        frames.append(atoms)
+    path = tmp_path / "frames.extxyz"
+    ase.io.write(path, frames)
+    series = read_ase(path)
+    assert series.timestep_fs == 2.0 and series.volume == pytest.approx(1000.0)
+    np.testing.assert_allclose(series.field, [0.0, 0.0, 0.01])
+    result = compute_md_spectra(series, MDSpectraSettings(temperature=300.0, n_blocks=2, correlation_fs=200.0))
+    expected = 1.5 + np.trace(np.cov(dipole.T, bias=True)) / (3 * 0.0055263494 * 1000.0 * BOLTZMANN * 300.0)
+    static = static_permittivity(dipole, 1000.0, 300.0, 1.5)
+    assert static.isotropic == pytest.approx(expected, rel=1e-10)
+    assert result.ir is not None and result.raman is not None and result.dielectric is not None
+    assert result.static.isotropic == pytest.approx(1.0 + expected - 1.5, rel=1e-10)
+    assert np.all(np.isfinite(result.raman.activity[1:]))
+
+
+def test_born_charge_dipole_rate_along_model_md_equals_dipole_differences_and_cli_runs(tmp_path):
+    """Ḋ = Σ Z*·v (model's Born charges, ASE velocities) agrees with differences of the model's dipole
+    along a short water MD; fpscf md-spectra --model evaluates the same frames (cache resumable)."""
+    import json
+
+    import torch
+    from ase.build import molecule
+    from ase.io.trajectory import Trajectory
+
+    from fpscf import FixedPointCalculator
+    from fpscf.cli import main
+    from fpscf.md_spectra.evaluate import evaluate_frames
+    from fpscf.md_spectra.nve import run_nve
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        calculator = FixedPointCalculator(model="water-b3lyp", scf_tolerance=1e-8)
+        atoms = molecule("H2O")
+        atoms.set_velocities(np.random.default_rng(0).normal(0.0, 0.1, (3, 3)))  # ≈ 600 K
+        run = run_nve(atoms, calculator, timestep_fs=0.25, steps=8)
+        names = ["dipole", "born_effective_charges"]  # what the command evaluates with --born-charges
+        born = evaluate_frames(run.frames, calculator, names, cache=tmp_path / "c.npz")
+        velocities = np.array([frame.get_velocities() for frame in run.frames]) * units_fs()
+        rate = dipole_rate_from_born_charges(born.values["born_effective_charges"], velocities)
+        differences = np.diff(run.dipole, axis=0) / 0.25
+        midpoint = 0.5 * (rate[1:] + rate[:-1])
+        assert np.abs(differences - midpoint).max() < 0.02 * np.abs(rate).max()
+        again = evaluate_frames(run.frames, None, names, cache=tmp_path / "c.npz")  # all cached, no calculator
+        np.testing.assert_array_equal(again.values["born_effective_charges"], born.values["born_effective_charges"])
+        path = tmp_path / "md.traj"
+        with Trajectory(path, "w") as trajectory:
+            for frame in run.frames:
+                trajectory.write(frame)
+        out = tmp_path / "out"
+        assert main(["md-spectra", str(path), "--timestep", "0.25", "--model", "water-b3lyp", "--born-charges",
+                     "--cache", str(tmp_path / "c.npz"), "--polarizability-every", "1", "--blocks", "1",
+                     "--temperature", "600", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ir"]["source"] == "rate" and summary["raman"]["sample_interval_fs"] == 0.25
+
+
+def units_fs() -> float:
+    from ase import units
+
+    return units.fs

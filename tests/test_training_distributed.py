@@ -18,6 +18,7 @@ import yaml
 
 from fpscf import load_model
 from fpscf.data.extxyz import write_extxyz
+from fpscf.data.packed import pack_extxyz
 from fpscf.datagen.synthetic import TEACHER_ARCHITECTURE, teacher_structures
 from fpscf.training.config import load_config
 from fpscf.training.distributed import DistributedSetupError
@@ -121,7 +122,9 @@ def test_two_ranks_follow_the_loss_curve_of_one_process_with_the_same_global_bat
 
 @pytest.mark.slow
 def test_a_run_killed_on_two_ranks_resumes_on_one_to_the_same_weights(data_dir, single_process):
-    path = _config(data_dir, "killed")
+    """Also from a packed training set read by a worker process per rank (fpscf data pack)."""
+    pack_extxyz(data_dir / "train.xyz", data_dir / "train_pack", TEACHER_ARCHITECTURE["r_max"], shard_size=4)
+    path = _config(data_dir, "killed", train_file="train_pack", num_workers=1)
     process = _torchrun(["-m", "fpscf.train", "--config", str(path)])
     checkpoint = data_dir / "killed" / "checkpoint.pt"
     deadline = time.time() + 300

@@ -23,6 +23,7 @@ from ase.data import chemical_symbols
 
 from fpscf.data.labels import (
     PER_ATOM_LABELS,
+    PER_PAIR_LABELS,
     KeyMap,
     default_label_shape,
     label_dtype_kind,
@@ -186,11 +187,12 @@ def _check_graph(graph: AtomicGraph) -> None:
         elif tensor.dtype != dtype:
             raise ValueError(f"AtomicGraph.{name} has dtype {tensor.dtype}, expected {dtype}.")
     for name, value in graph.labels.items():
-        lead = n if name in PER_ATOM_LABELS else b
+        lead = _label_lead(name, graph)
         if value.ndim == 0 or value.shape[0] != lead:
+            what = "atoms" if name in PER_ATOM_LABELS else "atom pairs" if name in PER_PAIR_LABELS else "structures"
             raise ValueError(
                 f"AtomicGraph.labels['{name}'] has shape {tuple(value.shape)}, expected leading "
-                f"dimension {lead} ({'atoms' if name in PER_ATOM_LABELS else 'structures'})."
+                f"dimension {lead} ({what})."
             )
         if name not in graph.label_masks:
             raise ValueError(f"AtomicGraph.labels['{name}'] has no entry in label_masks.")
@@ -365,7 +367,24 @@ def _label_tensor(name: str, value: np.ndarray, dtype: torch.dtype) -> torch.Ten
     kind = label_dtype_kind(name)
     torch_dtype = torch.int64 if kind == "int" else torch.bool if kind == "bool" else dtype
     tensor = torch.as_tensor(np.asarray(value)).to(torch_dtype)
-    return tensor if name in PER_ATOM_LABELS else tensor[None]
+    return tensor if name in PER_ATOM_LABELS or name in PER_PAIR_LABELS else tensor[None]
+
+
+def _label_lead(name: str, graph: AtomicGraph) -> int:
+    """Leading dimension of label ``name`` in ``graph``: atoms, Σ N_b² atom pairs, or structures."""
+    if name in PER_ATOM_LABELS:
+        return graph.num_atoms
+    if name in PER_PAIR_LABELS:
+        return int((graph.num_atoms_per_graph ** 2).sum())
+    return graph.num_graphs
+
+
+def pair_offsets(graph: AtomicGraph) -> list[int]:
+    """Start of each structure's rows in a per-pair label (:data:`PER_PAIR_LABELS`), and the total: (B + 1,)."""
+    offsets = [0]
+    for count in graph.num_atoms_per_graph.tolist():
+        offsets.append(offsets[-1] + int(count) ** 2)
+    return offsets
 
 
 def _check_species(numbers: np.ndarray, species: list[int], index: int) -> None:
@@ -425,7 +444,7 @@ def graph_to_atoms(graph: AtomicGraph, key_map: KeyMap | None = None) -> list[At
             if not bool(single.label_masks[name][0]):
                 continue
             key = keys.get(name, name)
-            if name in PER_ATOM_LABELS:
+            if name in PER_ATOM_LABELS or name in PER_PAIR_LABELS:
                 atoms.set_array(key, to_storage(name, _numpy(value)))
             else:
                 atoms.info[key] = to_storage(name, _numpy(value[0]))
@@ -545,8 +564,7 @@ def _collate_label(name: str, graphs: list[AtomicGraph]) -> torch.Tensor:
     for graph in graphs:
         value = graph.labels.get(name)
         if value is None or tuple(value.shape[1:]) != trailing:
-            lead = graph.num_atoms if name in PER_ATOM_LABELS else graph.num_graphs
-            value = template.new_zeros((lead, *trailing))
+            value = template.new_zeros((_label_lead(name, graph), *trailing))
         parts.append(value)
     return torch.cat(parts)
 
@@ -554,13 +572,15 @@ def _collate_label(name: str, graphs: list[AtomicGraph]) -> torch.Tensor:
 def unbatch(graph: AtomicGraph) -> list[AtomicGraph]:
     """Split a batch back into single-structure graphs (inverse of :func:`collate`)."""
     ptr = graph.ptr.tolist()
+    pairs = pair_offsets(graph)
     edge_graph = graph.batch[graph.edge_index[0]]
     result = []
     for b in range(graph.num_graphs):
         start, stop = ptr[b], ptr[b + 1]
         edges = edge_graph == b
         labels = {
-            name: value[start:stop] if name in PER_ATOM_LABELS else value[b : b + 1]
+            name: value[start:stop] if name in PER_ATOM_LABELS
+            else value[pairs[b] : pairs[b + 1]] if name in PER_PAIR_LABELS else value[b : b + 1]
             for name, value in graph.labels.items()
         }
         result.append(

@@ -36,6 +36,9 @@ esps                          (N,) per atom     electrostatic potential of the r
                                                 (plus the applied field's −ε·r) at each nucleus, V
 field_features                (N, F) per atom   reference field features (the model's layout,
                                                 widths × (l_f+1)², flattened), V, V/Å, V/Å²
+hessian                       (N², 3, 3)        ∂²E/∂R_{iα}∂R_{jβ}, eV/Å², row i·N + j holds [α, β]
+                              per atom pair     of atoms i, j; read from (3N, 3N) (``info``), or
+                                                (N, 9N) / (N, 3, N, 3) (``arrays``, row i: [α, j, β])
 level                         () int64          level of theory / data-set head index
 spin_on                       () bool           structure is magnetic
 ============================= ================= ==================================================
@@ -74,6 +77,7 @@ LABEL_NAMES: tuple[str, ...] = (
     "polarizability",
     "esps",
     "field_features",
+    "hessian",
     "level",
     "spin_on",
 )
@@ -82,6 +86,8 @@ PER_ATOM_LABELS: frozenset[str] = frozenset({
     "forces", "charges", "atomic_multipoles", "magmoms", "noncollinear_magnetic_forces", "born_effective_charges",
     "esps", "field_features",
 })
+#: Labels with one row per pair of atoms of a structure (leading dimension N², row i·N + j).
+PER_PAIR_LABELS: frozenset[str] = frozenset({"hessian"})
 #: Labels stored as int64 and bool; all others are floating point.
 INTEGER_LABELS: frozenset[str] = frozenset({"level"})
 BOOL_LABELS: frozenset[str] = frozenset({"spin_on"})
@@ -105,6 +111,7 @@ _ACCEPTED_SHAPES: dict[str, tuple[tuple[Any, ...], ...]] = {
     "polarizability": ((3, 3), (9,)),
     "esps": (("N",), ("N", 1)),
     "field_features": (("N", "F"),),
+    "hessian": (("NN", 3, 3), ("3N", "3N"), ("N", "9N"), ("N", 3, "N", 3)),
     "level": ((),),
     "spin_on": ((),),
     "total_charge": ((),),
@@ -140,6 +147,7 @@ class KeyMap:
     polarizability: str | None = "polarizability"
     esps: str | None = "esps"
     field_features: str | None = "field_features"
+    hessian: str | None = "hessian"
     level: str | None = "level"
     spin_on: str | None = "spin_on"
     total_charge: str = "total_charge"
@@ -231,6 +239,16 @@ def read_properties(
     )
 
 
+def label_rows(name: str, num_atoms: int) -> int:
+    """Leading dimension of a label of one structure of ``num_atoms`` atoms: N per atom, N² per
+    pair of atoms, 1 per structure."""
+    if name in PER_ATOM_LABELS:
+        return num_atoms
+    if name in PER_PAIR_LABELS:
+        return num_atoms * num_atoms
+    return 1
+
+
 def default_label_shape(name: str, num_atoms: int) -> tuple[int, ...]:
     """Stored shape of a missing label (zero-filled and masked): the first accepted shape."""
     return _expand(_ACCEPTED_SHAPES[name][0], num_atoms)
@@ -253,6 +271,9 @@ def to_storage(name: str, value: np.ndarray) -> Any:
     """
     if name == "born_effective_charges":
         return value.reshape(value.shape[0], 9)
+    if name in PER_PAIR_LABELS:  # (N², 3, 3) -> (N, 9N): atom i's row [α, j, β]
+        n = int(round(value.shape[0] ** 0.5))
+        return value.reshape(n, n, 3, 3).transpose(0, 2, 1, 3).reshape(n, 9 * n)
     if value.ndim == 0:
         kind = label_dtype_kind(name)
         return bool(value) if kind == "bool" else int(value) if kind == "int" else float(value)
@@ -278,7 +299,8 @@ def _lookup(atoms: Atoms, key: str) -> Any:
 
 
 def _expand(template: tuple[Any, ...], num_atoms: int) -> tuple[int, ...]:
-    return tuple(num_atoms if d == "N" else 1 if d == "F" else d for d in template)
+    sizes = {"N": num_atoms, "F": 1, "NN": num_atoms * num_atoms, "3N": 3 * num_atoms, "9N": 9 * num_atoms}
+    return tuple(sizes.get(d, d) if isinstance(d, str) else d for d in template)
 
 
 def _convert(name: str, key: str, raw: Any, num_atoms: int, index: int) -> np.ndarray:
@@ -329,6 +351,8 @@ def _canonical_shape(name: str, value: np.ndarray, num_atoms: int) -> np.ndarray
         return np.array([0.0, 0.0, float(value)])
     if name == "born_effective_charges":
         return value.reshape(num_atoms, 3, 3)
+    if name in PER_PAIR_LABELS and value.shape != (num_atoms * num_atoms, 3, 3):
+        return value.reshape(num_atoms, 3, num_atoms, 3).transpose(0, 2, 1, 3).reshape(num_atoms * num_atoms, 3, 3)
     if name in ("charges", "esps"):
         return value.reshape(num_atoms)
     if name == "atomic_multipoles":
@@ -354,10 +378,12 @@ __all__ = [
     "INTEGER_LABELS",
     "LABEL_NAMES",
     "PER_ATOM_LABELS",
+    "PER_PAIR_LABELS",
     "KeyMap",
     "StructureProperties",
     "default_label_shape",
     "label_dtype_kind",
+    "label_rows",
     "read_properties",
     "to_storage",
 ]

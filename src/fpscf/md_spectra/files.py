@@ -70,6 +70,12 @@ def _peaks(grid: np.ndarray, values: np.ndarray, fraction: float = 0.05) -> list
     return [float(x) for x in grid[1:-1][inner]]
 
 
+def _samples(series: Any) -> int | None:
+    if series is None:
+        return None
+    return int(len(series)) if isinstance(series, np.ndarray) else int(sum(len(item) for item in series))
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -81,7 +87,7 @@ def summary(result: MDSpectra, harmonic: HarmonicReference | None = None) -> dic
     series = result.series
     data: dict[str, Any] = {
         "source": series.source, "sample_interval_fs": series.timestep_fs,
-        "samples": None if series.dipole is None else int(len(series.dipole)),
+        "dipole_samples": _samples(series.dipole if series.dipole is not None else series.dipole_rate),
         "field_V_per_A": np.asarray(series.field).tolist(), "volume_A3": series.volume,
         "kinetic_temperature_K": series.kinetic_temperature, "settings": result.settings_dict(), "units": UNITS,
     }

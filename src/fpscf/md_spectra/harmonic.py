@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fpscf.md_spectra.correlation import SPEED_OF_LIGHT_CM_PER_FS, SpectrumInputError, band_integral
+from fpscf.md_spectra.correlation import SPEED_OF_LIGHT_CM_PER_FS, SpectrumInputError, angular_frequency, band_integral
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,11 @@ def resolution(correlation_fs: float) -> float:
     """Full width at half maximum (cm⁻¹) of a line after a Hann window over lags up to ``correlation_fs``:
     ≈ 0.72/(c t_max) (1.44 bins of a Hann window of length 2 t_max)."""
     return 0.72 / (SPEED_OF_LIGHT_CM_PER_FS * correlation_fs)
+
+
+def verlet_wavenumber(wavenumbers: np.ndarray, timestep_fs: float) -> np.ndarray:
+    """Where velocity Verlet with step Δt puts a harmonic line of ν̃ (cm⁻¹): ω' = (2/Δt) arcsin(ωΔt/2),
+    a blue shift of 22 cm⁻¹ for the 3878 cm⁻¹ OH stretch at Δt = 0.5 fs (NaN beyond ωΔt = 2, unstable)."""
+    half = 0.5 * angular_frequency(np.asarray(wavenumbers, float)) * timestep_fs
+    with np.errstate(invalid="ignore"):
+        return np.where(half <= 1.0, np.arcsin(np.minimum(half, 1.0)) / half, np.nan) * np.asarray(wavenumbers, float)

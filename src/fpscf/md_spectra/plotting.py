@@ -13,6 +13,10 @@ from fpscf.md_spectra.workflow import MDSpectra
 from fpscf.units import IR_INTENSITY_KM_PER_MOL
 
 
+def _blocks(count: int) -> str:
+    return "no error bars (1 block)" if count == 1 else f"error bands: standard error over {count} blocks"
+
+
 def _band(axis, grid: np.ndarray, values: np.ndarray, error: np.ndarray | None, label: str, color: str) -> None:
     axis.plot(grid, values, color=color, lw=1.2, label=label)
     if error is not None:
@@ -69,7 +73,7 @@ def plot_md_spectra(result: MDSpectra, path: str | Path, harmonic: HarmonicRefer
     axes[0, 0].set_title(
         (title + "\n" if title else "") + f"{settings.quantum} quantum correction, {settings.window} window, "
         f"t_max {(result.ir or result.raman).correlation_fs:.0f} fs (resolution ≈ {width:.0f} cm⁻¹), "
-        f"{(result.ir or result.raman).n_blocks} blocks", fontsize=8)
+        f"{_blocks((result.ir or result.raman).n_blocks)}", fontsize=8)
     figure.tight_layout()
     atomic_savefig(figure, path, dpi=120)
     plt.close(figure)

@@ -31,12 +31,14 @@ class TimeSeries:
     or None; volume Å³ (periodic cells) or None; field (3,) V/Å; kinetic_temperature K (from the
     frames' velocities over 3N − 3 degrees of freedom) or None; epsilon_infinity (3, 3) (mean of the
     model's ε∞ along the frames) or None; frames (ASE Atoms, one per dipole sample) or empty; source.
+    dipole, dipole_rate and polarizability may also be lists of such arrays (independent runs, which
+    are then the blocks of the error bars).
     """
 
     timestep_fs: float
-    dipole: np.ndarray | None = None
-    dipole_rate: np.ndarray | None = None
-    polarizability: np.ndarray | None = None
+    dipole: np.ndarray | list[np.ndarray] | None = None
+    dipole_rate: np.ndarray | list[np.ndarray] | None = None
+    polarizability: np.ndarray | list[np.ndarray] | None = None
     polarizability_stride: int = 1
     volume: float | None = None
     field: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(3))
@@ -66,7 +68,7 @@ def read_lammps_dipole(path: str | Path, timestep_fs: float, columns: tuple[int,
         raise SpectrumInputError(f"{path}: expected a step column and dipole columns {columns}, found {table.shape[1]} columns")
     steps = table[:, 0].astype(np.int64)
     _, last = np.unique(steps[::-1], return_index=True)
-    keep = np.sort(len(steps) - 1 - last)
+    keep = len(steps) - 1 - last  # the last row of each step, in increasing step order
     steps, table = steps[keep], table[keep]
     spacing = np.diff(steps)
     if len(steps) < 8 or np.any(spacing != spacing[0]) or spacing[0] <= 0:

@@ -40,6 +40,7 @@ LOSS_NAMES: tuple[str, ...] = (
     "born_effective_charges",
     "esps",
     "field_features",
+    "hessian",
     "fixedpoint_scf_stability",
     "magmoms",
     "magnetic_moment_per_atom",
@@ -163,6 +164,8 @@ class TrainingConfig:
     loss (None: every stage runs to its ``end``); training continues with the next stage.
     ``finetune``: ``{model: NAME_OR_PATH, freeze: [block, ...]}`` starts from a trained model
     (:mod:`fpscf.training.finetune`) instead of building one from ``model``.
+    ``hessian_rows_per_structure``: Hessian rows drawn per structure and step for the ``hessian``
+    loss (:mod:`fpscf.training.hessian`; an unbiased estimate of the loss on all rows).
     """
 
     train_file: str
@@ -186,6 +189,7 @@ class TrainingConfig:
     num_workers: int = 0
     early_stopping_patience: int | None = None
     finetune: dict[str, Any] | None = None
+    hessian_rows_per_structure: int = 2
 
     @property
     def num_epochs(self) -> int:
@@ -334,6 +338,7 @@ def _parse_training_config(data: Any, base_dir: str) -> TrainingConfig:
         early_stopping_patience=None if data.get("early_stopping_patience") is None
         else _int(data["early_stopping_patience"], "early_stopping_patience", minimum=1),
         finetune=_parse_finetune(data.get("finetune"), "finetune", base_dir),
+        hessian_rows_per_structure=_int(data.get("hessian_rows_per_structure", 2), "hessian_rows_per_structure", minimum=1),
     )
     _check_magnetic_options(config)
     return config

@@ -26,6 +26,7 @@ from fpscf.training.batches import dataset_groups, local_batches, plan_batches
 from fpscf.training.config import StageConfig, TrainingConfig
 from fpscf.training.distributed import Ranks
 from fpscf.training.forward import predict
+from fpscf.training.hessian import add_hessian_rows
 from fpscf.training.losses import LOSS_LABELS, LossTerm, compute_losses, constrained_moments_mask, losses_with_data
 from fpscf.training.reporting import MetricRecord, ProgressBar
 
@@ -122,9 +123,10 @@ class EpochRunner:
         bar = ProgressBar(count, f"[{stage.name}] epoch {epoch + 1}/{self.config.num_epochs}",
                           enabled=self.config.progress and self.ranks.writes)
         failures: list[str] = []
+        rows = self._hessian_sampling(losses, self.config.seed * 100003 + epoch)
         for batch in batches:
             optimizer.zero_grad(set_to_none=True)
-            out, error = _forward(model, batch, stage, losses, training=True)
+            out, error = _forward(model, batch, stage, losses, training=True, hessian=rows)
             if self.ranks.distributed:
                 loss, terms, failure = self._distributed_step(model, batch, out, error, stage)
             else:
@@ -163,7 +165,7 @@ class EpochRunner:
         """Several ranks: global normalisation, backward, gradients summed (module docstring)."""
         terms = compute_losses(out, batch, stage.loss)[1] if out is not None and batch is not None else {}
         names = list(stage.loss)
-        failed, rows = distributed.global_row_counts(names, {n: t.errors.shape[0] for n, t in terms.items()},
+        failed, rows = distributed.global_row_counts(names, {n: t.rows for n, t in terms.items()},
                                                      error is not None, self.ranks)
         if failed:
             return math.nan, {}, (_failure_message(batch, error) if error is not None
@@ -186,8 +188,9 @@ class EpochRunner:
         pairs: Pairs = {}
         count, batches = self.batches(data, self.config.valid_batch_size or self.config.batch_size, None)
         failed = 0
+        rows = self._hessian_sampling(losses, self.config.seed * 100003 - 1)  # the same rows every epoch
         for batch in batches:
-            out, error = _forward(model, batch, stage, losses, training=False)
+            out, error = _forward(model, batch, stage, losses, training=False, hessian=rows)
             total, terms = compute_losses(out, batch, stage.loss) if out is not None and batch is not None else (None, {})
             loss, any_failed = self._validation_loss(total, terms, error is not None, stage)
             if any_failed:
@@ -207,14 +210,21 @@ class EpochRunner:
             pairs = _merge_pairs(distributed.gather_objects(pairs, self.ranks))
         return stats.reduce(self.ranks), pairs
 
+    def _hessian_sampling(self, losses: set[str], seed: int) -> tuple[int, torch.Generator] | None:
+        """Rows per structure and the generator that draws them, when the stage fits Hessians."""
+        if "hessian" not in losses:
+            return None
+        generator = torch.Generator().manual_seed(seed * 1009 + self.ranks.rank)
+        return self.config.hessian_rows_per_structure, generator
+
     def _validation_loss(self, total: torch.Tensor | None, terms: dict[str, LossTerm], failed: bool,
                          stage: StageConfig) -> tuple[float, bool]:
         """The batch's loss (over all ranks) and whether its SCF failed anywhere."""
         if not self.ranks.distributed:
             return (math.nan, True) if failed or total is None else (float(total.detach()), False)
         names = list(stage.loss)
-        local = [float(failed)] + [float(terms[n].errors.shape[0]) if n in terms else 0.0 for n in names]
-        local += [float(terms[n].value.detach()) * terms[n].errors.shape[0] if n in terms else 0.0 for n in names]
+        local = [float(failed)] + [float(terms[n].rows) if n in terms else 0.0 for n in names]
+        local += [float(terms[n].value.detach()) * terms[n].rows if n in terms else 0.0 for n in names]
         total = distributed.all_reduce_sum(torch.tensor(local, dtype=torch.float64), self.ranks).cpu().tolist()
         rows, sums = total[1 : 1 + len(names)], total[1 + len(names) :]
         loss = sum(stage.loss[n] * s / r for n, r, s in zip(names, rows, sums) if r > 0)
@@ -222,14 +232,20 @@ class EpochRunner:
 
 
 def _forward(model: torch.nn.Module, batch: AtomicGraph | None, stage: StageConfig, losses: set[str],
-             training: bool) -> tuple[dict[str, Any] | None, SCFConvergenceError | None]:
-    """Model outputs for one (local) batch, or the SCF failure; (None, None) for an empty share."""
+             training: bool, hessian: tuple[int, torch.Generator] | None = None,
+             ) -> tuple[dict[str, Any] | None, SCFConvergenceError | None]:
+    """Model outputs for one (local) batch, or the SCF failure; (None, None) for an empty share.
+    ``hessian``: rows per structure and generator of the sampled Hessian loss (:mod:`fpscf.training.hessian`)."""
     if batch is None:
         return None, None
+    wanted = losses_with_data(losses, batch)
     try:
-        return predict(model, batch, stage.fixed_point_training_options, losses_with_data(losses, batch), training=training), None
+        out = predict(model, batch, stage.fixed_point_training_options, wanted, training=training)
     except SCFConvergenceError as error:  # skip the batch: no step is taken on it
         return None, error
+    if hessian is not None and "hessian" in wanted:
+        add_hessian_rows(out, batch, hessian[0], hessian[1], create_graph=training)
+    return out, None
 
 
 def _globally_normalised(terms: dict[str, LossTerm], rows: dict[str, int], weights: dict[str, float]) -> torch.Tensor | None:
@@ -239,7 +255,7 @@ def _globally_normalised(terms: dict[str, LossTerm], rows: dict[str, int], weigh
         if name not in terms or rows.get(name, 0) == 0:
             continue
         term = terms[name]
-        piece = weights[name] * term.value * (term.errors.shape[0] / rows[name])
+        piece = weights[name] * term.value * (term.rows / rows[name])
         total = piece if total is None else total + piece
     return total
 
@@ -268,6 +284,8 @@ def _merge_pairs(gathered: list[Pairs]) -> Pairs:
 def collect_pair(pairs: Pairs, name: str, batch: AtomicGraph, term: LossTerm) -> None:
     """Reference and prediction arrays of one loss, for parity plots (prediction = ref + error)."""
     label = LOSS_LABELS[name]
+    if name == "hessian":  # sampled rows: no one-to-one reference array (fpscf.training.hessian)
+        return
     errors = term.errors.detach().cpu().numpy().reshape(-1)
     if label is None:
         reference = np.zeros_like(errors)

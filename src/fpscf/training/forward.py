@@ -21,7 +21,7 @@ from fpscf.scf.settings import SCFSettings
 from fpscf.training.config import FixedPointOptions, SCFOptions
 
 #: Model outputs each loss needs (beyond energy, multipoles and Fermi level, always present).
-NEEDS_FORCES = frozenset({"forces", "born_effective_charges"})
+NEEDS_FORCES = frozenset({"forces", "born_effective_charges", "hessian"})
 NEEDS_STRESS = frozenset({"stress"})
 NEEDS_DIPOLE = frozenset({"dipole_per_atom", "polarizability", "born_effective_charges"})
 NEEDS_FIELD_RESPONSE = frozenset({"polarizability", "born_effective_charges"})
@@ -83,7 +83,7 @@ def predict(
     constant_charge = scf.constant_charge if scf else False
     field_response = bool(losses & NEEDS_FIELD_RESPONSE)
     magnetic_response = bool(losses & NEEDS_MAGNETIC_RESPONSE)
-    create_graph = training or field_response or magnetic_response
+    create_graph = training or field_response or magnetic_response or "hessian" in losses
     magnetic_options: dict[str, Any] = {}
     if model.config.magnetic_moments != "none":
         graph, fixed = constrain_moments(graph, collinear=model.config.magnetic_moments == "collinear")

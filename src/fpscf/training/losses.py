@@ -26,6 +26,9 @@ magmoms                         m − m_ref, (N,) collinear or (N, 3) non-collin
 magnetic_moment_per_atom        (M − M_ref)/N, M = −(1/μ_B) ∂E/∂B                    μ_B/atom
 noncollinear_magnetic_forces    −∂E/∂m_i − reference, at the constrained moments     eV/μ_B
 magnetic_susceptibility         (χ − χ_ref)/μ_B, χ = −∂²E/∂B∂B, 9 components        μ_B/T
+hessian                         sampled rows of ∂²E/∂R∂R − reference (unbiased       eV/Å²
+                                estimate of the mean over all rows; see
+                                :mod:`fpscf.training.hessian`)
 ==============================  ===================================================  ==========
 
 The magnetic losses need a model with magnetic moments (``magnetic_moments: collinear`` or
@@ -64,6 +67,7 @@ LOSS_LABELS: dict[str, str | None] = {
     "magnetic_moment_per_atom": "magnetic_moment",
     "noncollinear_magnetic_forces": "noncollinear_magnetic_forces",
     "magnetic_susceptibility": "magnetic_susceptibility",
+    "hessian": "hessian",
 }
 UNITS = {
     "energy_per_atom": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³", "atomic_multipoles": "e·Åˡ",
@@ -71,15 +75,24 @@ UNITS = {
     "fermi_level_per_atom": "V/atom", "polarizability": "e·Å²/V", "born_effective_charges": "e",
     "esps": "V", "field_features": "V·Å⁻ˡ", "fixedpoint_scf_stability": "1", "magmoms": "μ_B",
     "magnetic_moment_per_atom": "μ_B/atom", "noncollinear_magnetic_forces": "eV/μ_B", "magnetic_susceptibility": "μ_B/T",
+    "hessian": "eV/Å²",
 }
 
 
 @dataclass
 class LossTerm:
-    """One loss: its weighted value (scalar, differentiable) and the raw errors (for metrics)."""
+    """One loss: its weighted value (scalar, differentiable) and the raw errors (for metrics).
+
+    ``count``: the number of rows ``value`` is a mean over (default: the rows of ``errors``); with
+    several training ranks each rank's value is rescaled by its share of the global count."""
 
     value: torch.Tensor
     errors: torch.Tensor
+    count: int | None = None
+
+    @property
+    def rows(self) -> int:
+        return int(self.errors.shape[0]) if self.count is None else int(self.count)
 
 
 def losses_with_data(names: set[str], graph: AtomicGraph) -> set[str]:
@@ -139,6 +152,10 @@ def _loss(name: str, out: dict[str, Any], graph: AtomicGraph) -> LossTerm | None
     if name == "fixedpoint_scf_stability":
         gain = out["scf_stability"]
         return _weighted(gain, torch.ones_like(gain, dtype=torch.bool), torch.ones_like(gain))
+    if name == "hessian":
+        from fpscf.training.hessian import hessian_term
+
+        return hessian_term(out, graph)
     label = LOSS_LABELS[name]
     assert label is not None
     if label not in graph.labels:
