@@ -180,6 +180,10 @@ def test_dielectric_response_of_lorentz_oscillators_matches_closed_form():
                                  correlation_fs=2000.0)
     scale = np.abs(expected - eps_inf).max()
     assert np.abs(result.epsilon - expected).max() < 0.1 * scale
+    from_dipole = dielectric_function(dt, temperature, volume, np.concatenate([[2.0], grid]), dipole=dipole,
+                                      epsilon_infinity=eps_inf, correlation_fs=2000.0)
+    assert np.abs(from_dipole.epsilon[1:] - expected).max() < 0.1 * scale
+    assert from_dipole.epsilon[0].real == pytest.approx(static.isotropic, abs=0.05 * (static.isotropic - eps_inf))
     # the harmonic form with the oscillators as modes (∂D/∂Q = q/√m along each axis, 3n modes)
     derivatives = np.repeat(np.eye(3) * charge / np.sqrt(mass), n, axis=0)
     width = gamma / (2 * np.pi * SPEED_OF_LIGHT_CM_PER_FS)
@@ -196,19 +200,20 @@ def test_lammps_dipole_file_reader_and_cli_write_harmonic_band(tmp_path):
 
     d, temperature, md_step = np.array([0.0, 0.05, 0.2]), 300.0, 0.5
     dipole, _ = harmonic_dipole(d, 1650.0, temperature, 2 * md_step, 4000)
-    lines = ["# Time-averaged data for fix dipole", "# TimeStep c_extra[1] c_extra[2] c_extra[3]"]
-    lines += [f"{2 * i} {x:.12g} {y:.12g} {z:.12g}" for i, (x, y, z) in enumerate(dipole)]
-    lines.insert(2 + 1000, "2000 9 9 9")  # a step written twice (restart): the later row counts
-    path = tmp_path / "run.dipole"
-    path.write_text("\n".join(lines) + "\n")
-    series = read_series(path, timestep_fs=md_step)
+    header = ["# Time-averaged data for fix dipole", "# TimeStep c_extra[1] c_extra[2] c_extra[3]"]
+    rows = [f"{2 * i} {x:.12g} {y:.12g} {z:.12g}" for i, (x, y, z) in enumerate(dipole)]
+    # two segments of a restarted run; step 2000 is in both, and the later row counts
+    paths = [tmp_path / "run_0.dipole", tmp_path / "run_2000.dipole"]
+    paths[0].write_text("\n".join(header + rows[:1000] + ["2000 9 9 9"]) + "\n")
+    paths[1].write_text("\n".join(header + rows[1000:]) + "\n")
+    series = read_series(paths, timestep_fs=md_step)
     assert series.timestep_fs == pytest.approx(2 * md_step) and len(series.dipole) == 4000
     np.testing.assert_allclose(series.dipole, dipole, atol=1e-9)
     modes = tmp_path / "modes.csv"
     modes.write_text("index,frequency_cm-1,ir_intensity,raman_activity,depolarization_ratio,symmetry,"
                      "ir_intensity_km_per_mol,acoustic\n1,1650.0,%.8e,0.0,nan,-,0,0\n" % float(d @ d))
     out = tmp_path / "out"
-    assert main(["md-spectra", str(path), "--timestep", str(md_step), "--temperature", str(temperature),
+    assert main(["md-spectra", *map(str, paths), "--timestep", str(md_step), "--temperature", str(temperature),
                  "--harmonic", str(modes), "--blocks", "2", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     band = summary["harmonic"]["ir_bands"][0]
@@ -284,7 +289,7 @@ def test_born_charge_dipole_rate_along_model_md_equals_dipole_differences_and_cl
             for frame in run.frames:
                 trajectory.write(frame)
         out = tmp_path / "out"
-        assert main(["md-spectra", str(path), "--timestep", "0.25", "--model", "water-b3lyp", "--born-charges",
+        assert main(["md-spectra", *map(str, paths), "--timestep", "0.25", "--model", "water-b3lyp", "--born-charges",
                      "--cache", str(tmp_path / "c.npz"), "--polarizability-every", "1", "--blocks", "1",
                      "--temperature", "600", "--out", str(out)]) == 0
     finally:

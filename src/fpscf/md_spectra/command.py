@@ -30,12 +30,14 @@ def add_parser(sub: Any) -> None:
     """Register ``md-spectra`` on the CLI's subparsers."""
     parser = sub.add_parser("md-spectra", help="IR/Raman/dielectric spectra from MD: fpscf md-spectra TRAJ --timestep FS "
                                                "--temperature K --out DIR", description=DESCRIPTION)
-    parser.add_argument("trajectory", help="ASE trajectory or extxyz, or a LAMMPS fix ave/time dipole file")
+    parser.add_argument("trajectory", nargs="+",
+                        help="ASE trajectory or extxyz, or LAMMPS fix ave/time dipole file(s) (segments joined by step)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--format", choices=[ASE_FORMAT, LAMMPS_DIPOLE_FORMAT],
                         help="input format (default: lammps-dipole for a fix ave/time file, else ase)")
     parser.add_argument("--timestep", type=float, help="MD time step, fs (LAMMPS units metal: timestep x 1000)")
     parser.add_argument("--frame-interval", type=int, default=1, help="ASE input: MD steps between frames (default 1)")
+    parser.add_argument("--volume", type=float, help="LAMMPS input: periodic box volume, Å^3 (enables eps0 and eps(omega))")
     parser.add_argument("--temperature", type=float, help="temperature, K (default: kinetic temperature of the frames)")
     parser.add_argument("--model", help="model (file or shipped name) for properties evaluated along the trajectory")
     parser.add_argument("--polarizability-every", type=int, metavar="N",
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if (args.polarizability_every or args.born_charges or args.dielectric) and not args.model:
         raise SpectrumInputError("--polarizability-every, --born-charges and --dielectric need --model")
-    series = read_series(args.trajectory, args.format, args.timestep, args.frame_interval)
+    series = read_series(args.trajectory, args.format, args.timestep, args.frame_interval, args.volume)
     print(f"{series.source}: sample interval {series.timestep_fs:g} fs, field {series.field.tolist()} V/Å", flush=True)
     harmonic = read_harmonic(args.harmonic) if args.harmonic else None
     if args.model:
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         correlation_fs=args.correlation_time, window=args.window, quantum=args.quantum_correction,
         n_blocks=args.blocks, laser_wavelength_nm=args.laser_wavelength, epsilon_infinity=args.epsilon_infinity)
     result = compute_md_spectra(series, settings)
-    written = write_md_spectra(result, args.out, harmonic, title=f"{args.trajectory}")
+    written = write_md_spectra(result, args.out, harmonic, title=" ".join(args.trajectory)[:100])
     if result.ir is not None:
         print(f"IR: sum rule beta<|dD/dt|^2> {result.ir.sum_rule:.5g} e^2/amu "
               f"({result.ir.sum_rule * IR_INTENSITY_KM_PER_MOL:.4g} km/mol), T {result.temperature:.1f} K")

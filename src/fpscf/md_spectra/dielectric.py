@@ -4,7 +4,7 @@ Static: ``ε₀_ab = ε∞_ab + β (⟨D_a D_b⟩ − ⟨D_a⟩⟨D_b⟩)/(ε0 V
 V the volume (Å³), β = 1/k_B T, ε0 = 0.0055263494 e/(V·Å) and ε∞ the electronic permittivity of the
 model (1 + α/(ε0 V), the calculator's ``dielectric_tensor``). Its error comes from block averaging.
 
-Dynamic (physics convention e^{−iωt}, ε'' ≥ 0 where the system absorbs):
+Dynamic (physics convention e^{−iωt}, ε'' ≥ 0 where the system absorbs), from the dipole or its rate:
 ``ε(ω) = ε∞ + β/(3 ε0 V) [⟨δD²⟩ + iω ∫₀^∞ ⟨δD(0)·δD(t)⟩ e^{iωt} dt] = ε∞ + iβ/(3 ε0 V ω) ∫₀^∞ ⟨Ḋ(0)·Ḋ(t)⟩ e^{iωt} dt``
 (two integrations by parts); the second form needs only the rate Ḋ, so wrapping and the polarization
 quantum never enter. ``ω ε''(ω)/c`` is the IR absorption α n of :mod:`fpscf.md_spectra.ir`.
@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from fpscf.md_spectra.correlation import (
+    SPEED_OF_LIGHT_CM_PER_FS,
     SpectrumInputError,
     angular_frequency,
     as_series_list,
@@ -94,6 +95,12 @@ def static_permittivity(
     return StaticPermittivity(tensor, float(np.trace(tensor) / 3.0), tensor_error, isotropic_error, infinity, n_blocks)
 
 
+def _rate_form(rates: list[np.ndarray], dt: float, max_lag: int, window: str, grid: np.ndarray) -> np.ndarray:
+    """``(i/ω) ∫₀^tmax ⟨Ḋ(0)·Ḋ(t)⟩ w(t) e^{iωt} dt`` in (e·Å)², rates Ḋ in e·Å/fs and ω in rad/fs."""
+    correlation = autocorrelation(rates, max_lag) * window_function(window, max_lag + 1)
+    return 1j * fourier_laplace(correlation, dt, grid) / angular_frequency(grid)
+
+
 def dielectric_function(
     timestep_fs: float,
     temperature: float,
@@ -105,30 +112,36 @@ def dielectric_function(
     correlation_fs: float = 1000.0,
     window: str = "hann",
 ) -> DielectricFunction:
-    """Isotropic ε(ν̃) from dipole rates (T, 3) e·Å/fs, or from differences of an unwrapped dipole
-    (T, 3) e·Å (then divided by the difference filter), every ``timestep_fs``; ν̃ > 0 cm⁻¹."""
+    """Isotropic ε(ν̃) every ``timestep_fs``, ν̃ > 0 cm⁻¹, from dipole rates (T, 3) e·Å/fs (Z*·v: the rate
+    form throughout) or from an unwrapped dipole (T, 3) e·Å: below ``10/(c t_max)`` cm⁻¹ the fluctuation
+    form (which tends to ε₀ as ω → 0, where the rate form's 1/ω amplifies noise), above it the rate form
+    of the dipole's differences divided by the difference filter (where the fluctuation form's
+    quadrature error, ∝ (ωΔt)² times the large static term, would show)."""
     if (dipole is None) == (dipole_rate is None):
         raise SpectrumInputError("give either dipole (e·Å) or dipole_rate (e·Å/fs) series, not both or neither")
     grid = np.asarray(wavenumbers, float)
     if np.any(grid <= 0):
-        raise SpectrumInputError("ε(ω) from dipole rates needs wavenumbers > 0 (the static value is static_permittivity)")
+        raise SpectrumInputError("ε(ω) needs wavenumbers > 0 (the static value is static_permittivity)")
     if not volume > 0 or not temperature > 0:
         raise SpectrumInputError(f"volume (Å^3) and temperature (K) must be positive, got {volume} and {temperature}")
-    if dipole is not None:
-        rates = rates_from_samples(as_series_list(dipole, "dipole"), timestep_fs)
-        filter_ = difference_filter(grid, timestep_fs)
-    else:
-        rates = as_series_list(dipole_rate, "dipole rate")
-        filter_ = np.ones_like(grid)
-    max_lag = int(min(round(correlation_fs / timestep_fs), min(len(r) for r in rates) // 2))
+    series = as_series_list(dipole if dipole is not None else dipole_rate, "dipole" if dipole is not None else "dipole rate")
+    max_lag = int(min(round(correlation_fs / timestep_fs), min(len(item) for item in series) // 2 - 1))
     if max_lag < 4:
         raise SpectrumInputError("the dipole series is too short for ε(ω): give a longer trajectory")
-    correlation = autocorrelation(rates, max_lag) * window_function(window, max_lag + 1)
-    transform = fourier_laplace(correlation, timestep_fs, grid) / filter_
-    omega = angular_frequency(grid)
+    if dipole_rate is not None:
+        response = _rate_form(series, timestep_fs, max_lag, window, grid)
+    else:
+        rates = rates_from_samples(series, timestep_fs)
+        response = _rate_form(rates, timestep_fs, max_lag, window, grid) / difference_filter(grid, timestep_fs)
+        low = grid < 10.0 / (SPEED_OF_LIGHT_CM_PER_FS * max_lag * timestep_fs)
+        if np.any(low):
+            mean = np.concatenate(series).mean(axis=0)
+            correlation = autocorrelation([item - mean for item in series], max_lag) * window_function(window, max_lag + 1)
+            transform = fourier_laplace(correlation, timestep_fs, grid[low])
+            response[low] = correlation[0] + 1j * angular_frequency(grid[low]) * transform
+    scale = 1.0 / (3.0 * VACUUM_PERMITTIVITY * volume * BOLTZMANN * temperature)
     infinity = float(np.trace(_as_tensor(epsilon_infinity)) / 3.0)
-    epsilon = infinity + 1j * transform / (3.0 * VACUUM_PERMITTIVITY * volume * BOLTZMANN * temperature * omega)
-    return DielectricFunction(grid, epsilon, infinity)
+    return DielectricFunction(grid, infinity + scale * response, infinity)
 
 
 def harmonic_dielectric_function(

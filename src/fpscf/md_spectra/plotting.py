@@ -23,6 +23,22 @@ def _band(axis, grid: np.ndarray, values: np.ndarray, error: np.ndarray | None, 
         axis.fill_between(grid, values - error, values + error, color=color, alpha=0.25, lw=0)
 
 
+def _plot_dielectric(axis, result: MDSpectra, lowest: float = 10.0) -> None:
+    """ε′ and ε″ on a logarithmic wavenumber axis from ``lowest`` cm⁻¹ (below, 1/ω amplifies noise);
+    ε₀ of the fluctuations as a marker at the left edge when known."""
+    eps = result.dielectric
+    shown = eps.wavenumbers >= lowest
+    axis.plot(eps.wavenumbers[shown], eps.epsilon.real[shown], color="C0", label="ε′")
+    axis.plot(eps.wavenumbers[shown], eps.epsilon.imag[shown], color="C1", label="ε″")
+    axis.axhline(eps.epsilon_infinity, color="0.6", lw=0.6, ls=":", label=f"ε∞ = {eps.epsilon_infinity:.2f}")
+    if result.static is not None:
+        axis.plot([lowest], [result.static.isotropic], "k<", ms=6, label=f"ε₀ (fluctuations) = {result.static.isotropic:.1f}")
+    axis.set_xscale("log")
+    axis.set_xlim(lowest, result.settings.max_wavenumber)
+    axis.set_ylabel("ε(ω)")
+    axis.legend(fontsize=7, loc="upper right")
+
+
 def plot_md_spectra(result: MDSpectra, path: str | Path, harmonic: HarmonicReference | None = None,
                     title: str = "") -> None:
     """Write the figure to ``path`` atomically (one panel per spectrum present)."""
@@ -59,14 +75,10 @@ def plot_md_spectra(result: MDSpectra, path: str | Path, harmonic: HarmonicRefer
                 axis.plot(raman.wavenumbers, curve, color="C3", lw=0.9, ls="--", label="harmonic (same areas)")
             axis.set_ylabel("Raman (Å⁴/amu per cm⁻¹)")
         else:
-            eps = result.dielectric
-            axis.plot(eps.wavenumbers, eps.epsilon.real, color="C0", label="ε′")
-            axis.plot(eps.wavenumbers, eps.epsilon.imag, color="C1", label="ε″")
-            axis.axhline(eps.epsilon_infinity, color="0.6", lw=0.6, ls=":", label="ε∞")
-            axis.set_ylabel("ε(ω)")
+            _plot_dielectric(axis, result)
+            continue
         axis.set_xlim(0, result.settings.max_wavenumber)
-        if name != "dielectric":
-            axis.set_ylim(bottom=0)
+        axis.set_ylim(bottom=0)
         axis.legend(fontsize=7, loc="upper left")
     axes[-1, 0].set_xlabel("wavenumber (cm⁻¹)")
     settings = result.settings

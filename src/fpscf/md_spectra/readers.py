@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field as dataclass_field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -52,32 +52,41 @@ class TimeSeries:
         return replace(self, **changes)
 
 
-def read_lammps_dipole(path: str | Path, timestep_fs: float, columns: tuple[int, int, int] = (1, 2, 3)) -> TimeSeries:
-    """The dipole file of ``fix ave/time N 1 N c_ID[1] c_ID[2] c_ID[3] file PATH`` (``compute ID all pair
-    fpscf``): rows ``step Dx Dy Dz`` e·Å, ``#`` comments. ``timestep_fs`` is LAMMPS' ``timestep`` in fs
-    (units metal: ps × 1000); the sample spacing is that times the step interval, which must be uniform.
-    Restarted runs that repeat steps keep the last row of each step."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpectrumInputError(f"LAMMPS dipole file {str(path)!r} does not exist")
-    try:
-        table = np.loadtxt(path, comments="#", ndmin=2)
-    except ValueError as error:
-        raise SpectrumInputError(f"{path}: not a fix ave/time table of numbers ({error})") from None
-    if table.shape[1] < max(columns) + 1:
-        raise SpectrumInputError(f"{path}: expected a step column and dipole columns {columns}, found {table.shape[1]} columns")
+def read_lammps_dipole(paths: str | Path | Sequence[str | Path], timestep_fs: float,
+                       volume: float | None = None, columns: tuple[int, int, int] = (1, 2, 3)) -> TimeSeries:
+    """The dipole file(s) of ``fix ave/time N 1 N c_ID[1] c_ID[2] c_ID[3] file PATH`` (``compute ID all
+    pair fpscf``): rows ``step Dx Dy Dz`` e·Å, ``#`` comments; several files (segments of one run) are
+    joined by step, and a step written twice (a restart) keeps its last row. ``timestep_fs`` is
+    LAMMPS' ``timestep`` in fs (units metal: ps × 1000); the sample spacing is that times the step
+    interval, which must be uniform. ``volume`` (Å³) of a periodic box enables the dielectric output."""
+    files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    tables = []
+    for path in files:
+        if not path.is_file():
+            raise SpectrumInputError(f"LAMMPS dipole file {str(path)!r} does not exist")
+        try:
+            tables.append(np.loadtxt(path, comments="#", ndmin=2))
+        except ValueError as error:
+            raise SpectrumInputError(f"{path}: not a fix ave/time table of numbers ({error})") from None
+        if tables[-1].shape[1] < max(columns) + 1:
+            raise SpectrumInputError(f"{path}: expected a step column and dipole columns {columns}, "
+                                     f"found {tables[-1].shape[1]} columns")
+    table = np.concatenate(tables, axis=0)
     steps = table[:, 0].astype(np.int64)
     _, last = np.unique(steps[::-1], return_index=True)
     keep = len(steps) - 1 - last  # the last row of each step, in increasing step order
     steps, table = steps[keep], table[keep]
     spacing = np.diff(steps)
     if len(steps) < 8 or np.any(spacing != spacing[0]) or spacing[0] <= 0:
-        raise SpectrumInputError(f"{path}: the dipole must be sampled at least 8 times at a uniform step interval "
-                                 f"(found {len(steps)} rows, intervals {sorted(set(spacing.tolist()))[:5]})")
+        raise SpectrumInputError(f"{', '.join(map(str, files))}: the dipole must be sampled at least 8 times at a "
+                                 f"uniform step interval (found {len(steps)} rows, intervals "
+                                 f"{sorted(set(spacing.tolist()))[:5]})")
     if not timestep_fs > 0:
         raise SpectrumInputError(f"the MD time step must be positive (fs), got {timestep_fs}")
-    dipole = table[:, list(columns)]
-    return TimeSeries(timestep_fs=float(timestep_fs * spacing[0]), dipole=dipole, source=f"{path} (LAMMPS dipole)")
+    if volume is not None and not volume > 0:
+        raise SpectrumInputError(f"the box volume must be positive (Å^3), got {volume}")
+    return TimeSeries(timestep_fs=float(timestep_fs * spacing[0]), dipole=table[:, list(columns)], volume=volume,
+                      source=f"{', '.join(map(str, files))} (LAMMPS dipole, steps {steps[0]}-{steps[-1]})")
 
 
 def _frame_dipole(atoms: Any) -> np.ndarray | None:
@@ -148,18 +157,22 @@ def read_ase(path: str | Path, timestep_fs: float | None = None, frame_interval:
     )
 
 
-def read_series(path: str | Path, fmt: str | None = None, timestep_fs: float | None = None,
-                frame_interval: int = 1) -> TimeSeries:
-    """:func:`read_lammps_dipole` for ``fmt="lammps-dipole"`` (or a file whose first line is a
-    ``fix ave/time`` header), else :func:`read_ase`."""
-    path = Path(path)
+def read_series(paths: str | Path | Sequence[str | Path], fmt: str | None = None, timestep_fs: float | None = None,
+                frame_interval: int = 1, volume: float | None = None) -> TimeSeries:
+    """:func:`read_lammps_dipole` for ``fmt="lammps-dipole"`` (or files whose first line is a
+    ``fix ave/time`` header), else :func:`read_ase` (one file)."""
+    files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if fmt is None:
-        head = path.read_text(errors="replace")[:200] if path.is_file() else ""
+        head = files[0].read_text(errors="replace")[:200] if files[0].is_file() else ""
         fmt = LAMMPS_DIPOLE_FORMAT if head.startswith("# Time-averaged data") else ASE_FORMAT
     if fmt == LAMMPS_DIPOLE_FORMAT:
         if timestep_fs is None:
-            raise SpectrumInputError("a LAMMPS dipole file needs the MD time step: --timestep FS (LAMMPS timestep x 1000 in units metal)")
-        return read_lammps_dipole(path, timestep_fs)
+            raise SpectrumInputError("a LAMMPS dipole file needs the MD time step: --timestep FS (LAMMPS timestep "
+                                     "x 1000 in units metal)")
+        return read_lammps_dipole(files, timestep_fs, volume)
     if fmt == ASE_FORMAT:
-        return read_ase(path, timestep_fs, frame_interval)
+        if len(files) != 1:
+            raise SpectrumInputError(f"give one ASE trajectory (got {len(files)} files)")
+        series = read_ase(files[0], timestep_fs, frame_interval)
+        return series if volume is None else series.with_values(volume=volume)
     raise SpectrumInputError(f"unknown trajectory format {fmt!r}; choose {ASE_FORMAT} or {LAMMPS_DIPOLE_FORMAT}")
