@@ -302,3 +302,31 @@ def units_fs() -> float:
     from ase import units
 
     return units.fs
+
+
+def test_harmonic_initial_conditions_give_each_mode_kT_and_no_drift_or_spin():
+    from fpscf.calculators.spectra import molecule_normal_modes
+    from fpscf.md_spectra.sampling import harmonic_initial_conditions
+
+    rng = np.random.default_rng(4)
+    positions = np.array([[0.0, 0.0, 0.12], [0.0, 0.76, -0.48], [0.0, -0.76, -0.48], [0.9, 0.1, 0.3]])
+    masses = np.array([16.0, 1.0, 1.0, 12.0])
+    a = rng.normal(size=(12, 12))
+    modes = molecule_normal_modes(a @ a.T + 12 * np.eye(12), masses, positions)
+    vibrations = ~modes.rigid
+    thermal = BOLTZMANN * 250.0 / EV_PER_AMU_A2_PER_FS2
+    omega = angular_frequency(modes.frequencies[vibrations])
+    e = modes.eigenvectors[vibrations].reshape(len(omega), -1)
+    sqrt_m = np.repeat(np.sqrt(masses), 3)
+    displacements, velocities = harmonic_initial_conditions(modes, 250.0, rng, equipartition=True)
+    q, q_dot = e @ (displacements.ravel() * sqrt_m), e @ (velocities.ravel() * sqrt_m)
+    np.testing.assert_allclose(0.5 * q_dot**2 + 0.5 * (omega * q) ** 2, thermal, rtol=1e-10)
+    np.testing.assert_allclose(masses @ velocities, 0.0, atol=1e-12)
+    centred = positions - masses @ positions / masses.sum()
+    np.testing.assert_allclose((masses[:, None] * np.cross(centred, velocities)).sum(0), 0.0, atol=1e-12)
+    energies = []
+    for _ in range(400):
+        d, v = harmonic_initial_conditions(modes, 250.0, rng, rotation=True)
+        energies.append(0.5 * (masses[:, None] * v**2).sum())
+    # canonical: k_B T/2 per vibration and per rotation (3N − 6 + 3 quadratic kinetic terms)
+    assert np.mean(energies) == pytest.approx(0.5 * thermal * (12 - 6 + 3), rel=0.08)
