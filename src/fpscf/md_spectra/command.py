@@ -46,6 +46,8 @@ def add_parser(sub: Any) -> None:
                         help="with --model: dD/dt = sum_I Z*_I.v_I from Born charges on every frame (needs velocities)")
     parser.add_argument("--dielectric", action="store_true",
                         help="with --model and periodic frames: eps_inf from the model on the alpha frames")
+    parser.add_argument("--field", type=float, nargs=3, metavar=("EX", "EY", "EZ"),
+                        help="with --model: field of the MD, V/Å, for frames without info['external_field'] (default 0)")
     parser.add_argument("--cache", help="with --model: .npz cache of evaluated frames (rerun continues from it)")
     parser.add_argument("--harmonic", help="output directory (or modes.csv) of fpscf spectra to compare with")
     parser.add_argument("--correlation-time", type=float, default=1000.0, help="longest correlation lag, fs (default 1000)")
@@ -70,7 +72,8 @@ def _evaluate(series: Any, args: argparse.Namespace) -> Any:
     if not series.frames:
         raise SpectrumInputError("--model evaluates properties on frames: give an ASE trajectory or extxyz")
     print(f"model {args.model}; torch: {configure_threads().describe()}", flush=True)
-    calculator = FixedPointCalculator(model=args.model, scf_tolerance=1e-8, acoustic_sum_rule=args.born_charges)
+    calculator = FixedPointCalculator(model=args.model, scf_tolerance=1e-8, acoustic_sum_rule=args.born_charges,
+                                      electric_field=args.field)
     progress = lambda line: print(line, flush=True)  # noqa: E731
     changes: dict[str, Any] = {}
     every_frame = ["dipole"] if series.dipole is None else []
@@ -107,12 +110,14 @@ def run(args: argparse.Namespace) -> int:
     from fpscf.md_spectra.workflow import MDSpectraSettings, compute_md_spectra
 
     start = time.perf_counter()
-    if (args.polarizability_every or args.born_charges or args.dielectric) and not args.model:
-        raise SpectrumInputError("--polarizability-every, --born-charges and --dielectric need --model")
+    if (args.polarizability_every or args.born_charges or args.dielectric or args.field) and not args.model:
+        raise SpectrumInputError("--polarizability-every, --born-charges, --dielectric and --field need --model")
     series = read_series(args.trajectory, args.format, args.timestep, args.frame_interval, args.volume)
     print(f"{series.source}: sample interval {series.timestep_fs:g} fs, field {series.field.tolist()} V/Å", flush=True)
     harmonic = read_harmonic(args.harmonic) if args.harmonic else None
     if args.model:
+        if args.field is not None and not any("external_field" in atoms.info for atoms in series.frames[:1]):
+            series = series.with_values(field=np.asarray(args.field, float))
         series = _evaluate(series, args)
     settings = MDSpectraSettings(
         temperature=args.temperature, max_wavenumber=args.max_wavenumber, wavenumber_step=args.wavenumber_step,
