@@ -25,14 +25,19 @@ from fpscf.training.distributed import DistributedSetupError
 from fpscf.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
-#: Two direct epochs, then one implicit epoch (adjoint backward through the SCF on each rank).
+SCF = {"num_scf_steps": 200, "mixing_parameter": 0.5, "scf_tolerance": 1e-12}
+#: Two direct epochs, then one epoch of each SCF mode: the adjoint backward of implicit, backprop
+#: through 30 unrolled steps, and the linearised solve run on each rank as in one process.
 SCHEDULE = {
     0: {"name": "direct", "start": 0, "end": 1, "lr": 0.01,
         "loss": {"atomic_multipoles": 100.0, "energy_per_atom": 10.0, "forces": 10.0},
         "fixed_point_training_options": {"mode": "direct"}},
     1: {"name": "implicit", "start": 2, "end": 2, "lr": 0.001, "loss": {"energy_per_atom": 10.0, "forces": 10.0},
-        "fixed_point_training_options": {"mode": "implicit", "scf": {
-            "num_scf_steps": 200, "mixing_parameter": 0.5, "scf_tolerance": 1e-12}}},
+        "fixed_point_training_options": {"mode": "implicit", "scf": SCF}},
+    2: {"name": "unroll", "start": 3, "end": 3, "lr": 0.001, "loss": {"energy_per_atom": 10.0, "forces": 10.0},
+        "fixed_point_training_options": {"mode": "unroll_scf", "scf": dict(SCF, num_scf_steps=30)}},
+    3: {"name": "linearize", "start": 4, "end": 4, "lr": 0.001, "loss": {"energy_per_atom": 10.0, "forces": 10.0},
+        "fixed_point_training_options": {"mode": "linearize_solve", "scf": SCF}},
 }
 
 
@@ -134,7 +139,7 @@ def test_a_run_killed_on_two_ranks_resumes_on_one_to_the_same_weights(data_dir, 
             break
         time.sleep(0.05)
     process.communicate(timeout=60)
-    assert torch.load(checkpoint, weights_only=True)["epoch"] < 2, "the run finished before it could be killed"
+    assert torch.load(checkpoint, weights_only=True)["epoch"] < 4, "the run finished before it could be killed"
     assert not (data_dir / "killed" / "final.fpscf").exists()
     Trainer(load_config(path)).run(resume=True)
     _assert_same_run(single_process, data_dir / "killed", rtol=1e-8)

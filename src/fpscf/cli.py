@@ -132,7 +132,8 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     except TrainingInterrupted as interrupted:
         print(f"\nfpscf train: {interrupted.describe(f'fpscf train --config {args.config} --resume')}", file=sys.stderr)
         return 130
-    print(f"best model: {result.best_model}\nfinal model: {result.final_model}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports the files it wrote
+        print(f"best model: {result.best_model}\nfinal model: {result.final_model}")
     return 0
 
 
