@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     model = resolve_model(args.model).to(torch.float64).eval()
     twin = with_positions_coupling(model)
-    settings = SCFSettings(tolerance=1e-6)
+    settings = SCFSettings(scf_tolerance=1e-6)
     print(f"# {args.model}, torch threads {torch.get_num_threads()}, scf tolerance 1e-6, field 0.02 V/Å along x")
     print(f"{'atoms':>6} {'SCF s':>8} {'no-SCF s':>9} {'SCF/no':>7} {'positions s':>12} {'bonds/pos':>10} "
           f"{'+alpha,Z* s':>12} {'ratio':>6} {'SCF steps':>10}")

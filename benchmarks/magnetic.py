@@ -45,7 +45,7 @@ def main() -> None:
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     plain = build_model([26], seed=0, **ARCHITECTURE)
     magnetic = build_model([26], seed=0, magnetic_moments="noncollinear", **ARCHITECTURE)
-    settings = SCFSettings(tolerance=1e-6)
+    settings = SCFSettings(scf_tolerance=1e-6)
     print(f"# torch threads {torch.get_num_threads()}, B = {args.field} T along z, scf tolerance 1e-6")
     print(f"{'atoms':>6} {'plain s':>9} {'magnetic s':>11} {'ratio':>6} {'+chi,ME s':>10} {'ratio':>6} {'moment steps':>13}")
     rng = np.random.default_rng(0)

@@ -48,7 +48,7 @@ def main() -> None:
         fixedpoint_update_config={"type": "ManyBodyUpdate", "nonlinearity_cls": "MLPNonLinearity"},
         ewald_split_width=args.ewald_split or None,
     )
-    settings = SCFSettings(tolerance=args.tolerance)
+    settings = SCFSettings(scf_tolerance=args.tolerance)
     print(f"random water model (ManyBodyUpdate + MLPNonLinearity), periodic boxes, Ewald split {args.ewald_split} Å, field 0.05 V/Å, "
           f"SCF tolerance {args.tolerance:g}, float64, {torch.get_num_threads()} threads")
     print(f"{'atoms':>6} {'property':>24} {'seconds':>9} {'x baseline':>10} {'finite differences':>19}")

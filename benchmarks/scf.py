@@ -59,9 +59,9 @@ def main() -> None:
         graph = atoms_to_graph(atoms, model.config.r_max, species=[1, 8]).to(dtype=torch.float64)
         model(graph, self_consistent=False)  # warm-up (kernel compilation, allocator)
         t_lin, s_lin = (float("nan"), "-") if args.skip_linear else timed(
-            model, graph, settings=SCFSettings(tolerance=args.tolerance, mixing="linear", mixing_parameter=0.5, max_steps=500)
+            model, graph, settings=SCFSettings(scf_tolerance=args.tolerance, mixing="linear", mixing_parameter=0.5, max_scf_steps=500)
         )
-        t_and, s_and = timed(model, graph, settings=SCFSettings(tolerance=args.tolerance, mixing="anderson", mixing_parameter=0.5))
+        t_and, s_and = timed(model, graph, settings=SCFSettings(scf_tolerance=args.tolerance, mixing="anderson", mixing_parameter=0.5))
         t_none, _ = timed(model, graph, self_consistent=False)
         sizes.append(len(atoms))
         scf_times.append(t_and)

@@ -32,7 +32,7 @@ def model():
 @pytest.fixture(scope="module")
 def deployed(model):
     """Direct k-sums: the Python model's own electrostatics, so agreement is to rounding."""
-    return deploy(model, SCFSettings(tolerance=1e-10), kspace="ewald")
+    return deploy(model, SCFSettings(scf_tolerance=1e-10), kspace="ewald")
 
 
 def structure(periodic: bool) -> Atoms:
@@ -88,7 +88,7 @@ def test_warm_start_from_the_returned_state_converges_at_once(deployed):
 
 
 def test_charged_system_keeps_its_total_charge(model):
-    charged = deploy(model, SCFSettings(tolerance=1e-10), total_charge=1.0, kspace="ewald")
+    charged = deploy(model, SCFSettings(scf_tolerance=1e-10), total_charge=1.0, kspace="ewald")
     atoms = structure(periodic=False)
     result = evaluate_atoms(charged, atoms, FIELD)
     assert abs(result["charges"].sum() - 1.0) < 1e-8
@@ -98,8 +98,8 @@ def test_charged_system_keeps_its_total_charge(model):
 
 
 def test_non_converging_scf_is_a_clear_error_with_its_residual_history(model):
-    stingy = deploy(model, SCFSettings(tolerance=1e-12, max_steps=3), kspace="ewald")
-    with pytest.raises(torch.jit.Error, match=r"SCF did not converge in 3 steps .*residual history .*\[\d\.\d+e-?\d+, "):
+    stingy = deploy(model, SCFSettings(scf_tolerance=1e-12, max_scf_steps=3), kspace="ewald")
+    with pytest.raises(torch.jit.Error, match=r"SCF did not converge after 3 steps .*Residual history .*\[\d\.\d+e-?\d+, "):
         evaluate_atoms(stingy, structure(periodic=True), FIELD)
 
 
@@ -128,7 +128,7 @@ def test_export_writes_a_torchscript_file_with_a_plain_data_header(model, tmp_pa
     model_file = tmp_path / "model.fpscf"
     model.save(str(model_file))
     output = tmp_path / "model.lmp"
-    assert main(["export", str(model_file), "-o", str(output), "--scf-tol", "1e-8", "--charge", "-1"]) == 0
+    assert main(["export", str(model_file), "-o", str(output), "--scf-tolerance", "1e-8", "--charge", "-1"]) == 0
     header = read_export_header(output)
     assert header["species"] == ["H", "O"] and header["r_max"] == 4.0 and header["state_size"] == 10
     assert header["scf_tolerance"] == 1e-8 and header["total_charge"] == -1.0
@@ -153,7 +153,7 @@ def test_export_writes_a_torchscript_file_with_a_plain_data_header(model, tmp_pa
 
 @pytest.mark.parametrize("field", [(0.0, 0.0, 0.0), FIELD], ids=["no-field", "field"])
 def test_particle_mesh_agrees_with_the_direct_k_sum(model, deployed, field):
-    mesh = deploy(model, SCFSettings(tolerance=1e-10), kspace="pme")
+    mesh = deploy(model, SCFSettings(scf_tolerance=1e-10), kspace="pme")
     atoms = structure(periodic=True).repeat((2, 1, 1))
     direct, pme = evaluate_atoms(deployed, atoms, field), evaluate_atoms(mesh, atoms, field)
     assert abs(pme["energy"] - direct["energy"]) / len(atoms) < 1e-7
@@ -166,7 +166,7 @@ def test_particle_mesh_agrees_with_the_direct_k_sum(model, deployed, field):
     for _ in range(2):
         again = evaluate_atoms(mesh, moved, field, state=pme["state"])
     assert np.abs(again["forces"] - evaluate_atoms(deployed, moved, field)["forces"]).max() < 1e-6
-    coarse = evaluate_atoms(deploy(model, SCFSettings(tolerance=1e-10), kspace="pme", mesh_spacing=1.2, spline_order=4),
+    coarse = evaluate_atoms(deploy(model, SCFSettings(scf_tolerance=1e-10), kspace="pme", mesh_spacing=1.2, spline_order=4),
                             atoms, field)
     assert abs(coarse["energy"] - direct["energy"]) > 10 * abs(pme["energy"] - direct["energy"])  # the mesh matters
 
@@ -188,7 +188,7 @@ def test_particle_mesh_options_are_checked():
 def test_particle_mesh_forces_stress_and_dipole_are_derivatives_of_its_energy(model):
     """The mesh energy is an approximation of the direct sum; its forces, stress and dipole must
     still be its exact derivatives (central differences of converged energies)."""
-    mesh = deploy(model, SCFSettings(tolerance=1e-11), kspace="pme")
+    mesh = deploy(model, SCFSettings(scf_tolerance=1e-11), kspace="pme")
     atoms = structure(periodic=True)
     reference = evaluate_atoms(mesh, atoms, FIELD)
 

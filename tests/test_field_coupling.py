@@ -172,7 +172,7 @@ def test_deployed_module_uses_the_same_coupling(bonded):
     atoms = rattled_cell(seed=6)
     calc = FixedPointCalculator(bonded, electric_field=FIELD, scf_tolerance=1e-10)
     atoms.calc = calc
-    deployed = deploy(bonded, SCFSettings(tolerance=1e-10), kspace="ewald")
+    deployed = deploy(bonded, SCFSettings(scf_tolerance=1e-10), kspace="ewald")
     for probe in (atoms, other_images(atoms)):
         result = evaluate_atoms(deployed, probe, tuple(FIELD))
         assert abs(result["energy"] - atoms.get_potential_energy()) < 1e-9

@@ -181,7 +181,7 @@ def test_nve_in_a_field_conserves_energy_to_second_order_in_the_timestep(plugin,
 
 @pytest.mark.parametrize(("pair_style", "model_key", "boundary", "message"), [
     ("pair_style fpscf scf_tol 1e-12 max_scf 2", "small", None,
-     r"SCF did not converge in 2 steps .*residual history \(max \|G\(p\) - p\|\): \[\d"),
+     r"SCF did not converge after 2 steps .*Residual history \(max \|G\(p\) - p\|\): \[\d"),
     ("pair_style fpscf", "periodic_only", "change_box all boundary f f f", "is for periodic systems only"),
 ], ids=["scf-not-converged", "periodic-only-model"])
 def test_bad_input_stops_lammps_with_a_clear_error(plugin, files, pair_style, model_key, boundary, message):
@@ -190,6 +190,24 @@ def test_bad_input_stops_lammps_with_a_clear_error(plugin, files, pair_style, mo
         with pytest.raises(Exception, match=message):
             for command in commands:
                 lmp.command(command)
+
+
+def test_pair_style_keywords_override_only_what_the_user_writes(plugin, files, tmp_path):
+    """The export stores scf_tolerance 1e-12 and max_scf_steps 2: a bare pair_style keeps both (the SCF
+    stops after 2 steps), max_scf alone lifts the limit but keeps the tight tolerance (more steps than
+    with scf_tol 1e-6 written too)."""
+    stored = export_model(files["small_model"], tmp_path / "stored.lmp", scf_tolerance=1e-12, max_scf_steps=2)
+    with lammps_session(plugin) as lmp:
+        with pytest.raises(Exception, match=r"SCF did not converge after 2 steps .*scf_tolerance 1\.000e-12"):
+            for command in setup_commands(files["data"], "pair_style fpscf", stored) + ["run 0"]:
+                lmp.command(command)
+    steps = {}
+    for words in ("max_scf 200", "max_scf 200 scf_tol 1e-6"):
+        with lammps_session(plugin) as lmp:
+            for command in setup_commands(files["data"], f"pair_style fpscf {words}", stored) + ANALYSIS + ["run 0"]:
+                lmp.command(command)
+            steps[words] = lammps_results(lmp)["pair_vector"][4]
+    assert steps["max_scf 200"] > steps["max_scf 200 scf_tol 1e-6"] > 2, steps
 
 
 def test_charge_keyword_needs_a_model_that_takes_it(plugin, files, tmp_path):

@@ -8,6 +8,7 @@ unchanged.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,8 @@ from fpscf.export import (
 )
 from fpscf.export.testing import evaluate_atoms, toy_module
 
-BUILD_DIR = Path(__file__).resolve().parents[1] / "build" / "lammps_plugin"
+# FPSCF_PLUGIN_BUILD_DIR: build elsewhere (e.g. while an MD run holds build/lammps_plugin's .so open)
+BUILD_DIR = Path(os.environ.get("FPSCF_PLUGIN_BUILD_DIR") or Path(__file__).resolve().parents[1] / "build" / "lammps_plugin")
 FIELD = (0.02, -0.01, 0.05)  # V/Å
 
 

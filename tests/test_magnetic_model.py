@@ -347,10 +347,10 @@ def test_moment_minimiser_reaches_the_analytic_ferromagnet_and_reports_failure_w
     terms = _two_moments(50.0)
     start = torch.tensor([[1.0, 0.2, 0.1], [-0.3, 1.0, 0.4]], dtype=torch.float64)
     active = torch.tensor([True, True])
-    result = minimise_moments(terms, start, active, SCFSettings(tolerance=1e-12))
+    result = minimise_moments(terms, start, active, SCFSettings(scf_tolerance=1e-12))
     # parallel moments along B with 2α s + 4β s³ = J s + μ_B B (exchange field of the other moment)
     s = result.solution[0, 2]
     assert torch.allclose(result.solution, torch.stack([torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), s.expand(2)], 1), atol=1e-9)
     assert abs(float(2 * -0.04 * s + 4 * 0.01 * s**3 - 0.01 * s - BOHR_MAGNETON * 50.0)) < 1e-11
     with pytest.raises(SCFConvergenceError, match="moment SCF did not converge after 2 steps.*Residual history"):
-        minimise_moments(terms, start, active, SCFSettings(tolerance=1e-14, max_steps=2))
+        minimise_moments(terms, start, active, SCFSettings(scf_tolerance=1e-14, max_scf_steps=2))

@@ -16,7 +16,7 @@ from fpscf.rotations import irreps_rotation_matrix
 from fpscf.scf.settings import SCFSettings
 from fpscf.scf.solver import SCFConvergenceError
 
-TIGHT = SCFSettings(tolerance=1e-11)
+TIGHT = SCFSettings(scf_tolerance=1e-11)
 UPDATES = {
     "linear": {"nonlinearity_cls": "NoNonLinearity"},
     "mlp": {"nonlinearity_cls": "MLPNonLinearity"},
@@ -235,7 +235,7 @@ def test_anderson_mixing_needs_fewer_steps_than_linear():
     graph = atoms_to_graph(atoms, model.config.r_max, species=model.atomic_numbers)
     steps = {}
     for mixing in ("linear", "anderson"):
-        settings = SCFSettings(tolerance=1e-10, mixing=mixing, mixing_parameter=0.5, max_steps=500)
+        settings = SCFSettings(scf_tolerance=1e-10, mixing=mixing, mixing_parameter=0.5, max_scf_steps=500)
         steps[mixing] = model(graph, settings=settings)["scf_steps"]
     assert steps["anderson"] < steps["linear"]
 
@@ -244,9 +244,9 @@ def test_non_converging_scf_reports_residual_history():
     model = small_model("linear")
     graph = atoms_to_graph(water(), model.config.r_max, species=model.atomic_numbers)
     with pytest.raises(SCFConvergenceError, match=r"Residual history.*Try: a smaller mixing_parameter"):
-        model(graph, settings=SCFSettings(tolerance=1e-14, max_steps=2, mixing="linear"))
+        model(graph, settings=SCFSettings(scf_tolerance=1e-14, max_scf_steps=2, mixing="linear"))
     with pytest.warns(RuntimeWarning, match="did not converge"):
-        model(graph, settings=SCFSettings(tolerance=1e-14, max_steps=2, mixing="linear", on_failure="warn"))
+        model(graph, settings=SCFSettings(scf_tolerance=1e-14, max_scf_steps=2, mixing="linear", on_failure="warn"))
 
 
 def test_model_file_round_trip_is_exact(tmp_path):

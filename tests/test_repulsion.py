@@ -133,7 +133,7 @@ def test_deployed_module_has_the_same_repulsion(model, periodic):
         for m in (model, bare):
             atoms = squeezed_dimer(periodic)
             if path == "deployed":
-                result = evaluate_atoms(deploy(m, SCFSettings(tolerance=1e-11)), atoms, (0.0, 0.0, 0.0))
+                result = evaluate_atoms(deploy(m, SCFSettings(scf_tolerance=1e-11)), atoms, (0.0, 0.0, 0.0))
                 values.append((result["energy"], result["forces"], result.get("stress", np.zeros(6))))
             else:
                 atoms.calc = FixedPointCalculator(m, scf_tolerance=1e-11)

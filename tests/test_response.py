@@ -15,7 +15,7 @@ from fpscf.data import atoms_to_graph
 from fpscf.scf.settings import SCFSettings
 from fpscf.units import VACUUM_PERMITTIVITY
 
-TIGHT = SCFSettings(tolerance=1e-12, charge_tolerance=1e-12, max_steps=400)
+TIGHT = SCFSettings(scf_tolerance=1e-12, charge_tolerance=1e-12, max_scf_steps=400)
 UPDATES = {
     "linear": {"nonlinearity_cls": "NoNonLinearity"},
     "mlp": {"nonlinearity_cls": "MLPNonLinearity"},

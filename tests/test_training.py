@@ -89,7 +89,7 @@ def test_direct_mode_is_one_update_from_the_reference_density(data_dir):
     atoms.info["external_field"] = [0.01, 0.02, -0.03]
     graph = collate([atoms_to_graph(atoms, 3.5, species=[1, 8])])
     # Reference = the model's own converged density: one update must return it unchanged.
-    converged = model(graph, settings=__import__("fpscf").scf.settings.SCFSettings(tolerance=1e-12))
+    converged = model(graph, settings=__import__("fpscf").scf.settings.SCFSettings(scf_tolerance=1e-12))
     graph.labels["atomic_multipoles"] = converged["multipoles"].detach()
     graph.labels["fermi_level"] = converged["fermi_level"].detach()
     direct = predict(model, graph, FixedPointOptions("direct", None), {"energy_per_atom"}, training=False)

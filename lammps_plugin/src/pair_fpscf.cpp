@@ -106,10 +106,10 @@ PairFPSCF::PairFPSCF(LAMMPS *lmp) : Pair(lmp)
   for (int k = 0; k < nextra; k++) pvector[k] = 0.0;
 
   for (int k = 0; k < 3; k++) field[k] = dipole[k] = 0.0;
-  scf_tolerance = 1.0e-6;
-  max_scf_steps = 200;
-  total_charge = 0.0;
-  total_charge_set = false;
+  scf_tolerance = exported_scf_tolerance = 1.0e-6;
+  max_scf_steps = exported_max_scf_steps = 200;
+  total_charge = exported_total_charge = 0.0;
+  scf_tolerance_set = max_scf_steps_set = total_charge_set = false;
   state_size = 0;
   state_fix = nullptr;
   scf_steps = 0;
@@ -161,10 +161,7 @@ void PairFPSCF::allocate()
 void PairFPSCF::settings(int narg, char **arg)
 {
   for (auto &component : field_spec) component = FieldComponent();
-  scf_tolerance = 1.0e-6;
-  max_scf_steps = 200;
-  total_charge = 0.0;
-  total_charge_set = false;
+  scf_tolerance_set = max_scf_steps_set = total_charge_set = false;
 
   int iarg = 0;
   while (iarg < narg) {
@@ -183,12 +180,14 @@ void PairFPSCF::settings(int narg, char **arg)
       scf_tolerance = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
       if (scf_tolerance <= 0.0)
         error->all(FLERR, "pair_style fpscf: scf_tol must be positive, got {}", arg[iarg + 1]);
+      scf_tolerance_set = true;
       iarg += 2;
     } else if (keyword == "max_scf") {
       if (iarg + 2 > narg) error->all(FLERR, "pair_style fpscf: 'max_scf' needs a value");
       max_scf_steps = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
       if (max_scf_steps < 1)
         error->all(FLERR, "pair_style fpscf: max_scf must be at least 1, got {}", arg[iarg + 1]);
+      max_scf_steps_set = true;
       iarg += 2;
     } else if (keyword == "charge") {
       if (iarg + 2 > narg) error->all(FLERR, "pair_style fpscf: 'charge' needs a value (total charge, e)");
@@ -203,9 +202,13 @@ void PairFPSCF::settings(int narg, char **arg)
   if (model) pass_settings();    // pair_style repeated after pair_coeff: pass the new settings on
 }
 
-// Copy scf_tol, max_scf and charge into the model attributes that exist.
+// Give the model attributes scf_tolerance, max_scf_steps and total_charge the values of the keywords
+// scf_tol, max_scf and charge the user wrote, and the exported values (read at load) otherwise.
 void PairFPSCF::pass_settings()
 {
+  if (!scf_tolerance_set) scf_tolerance = exported_scf_tolerance;
+  if (!max_scf_steps_set) max_scf_steps = exported_max_scf_steps;
+  if (!total_charge_set) total_charge = exported_total_charge;
   if (model->hasattr("scf_tolerance")) model->setattr("scf_tolerance", scf_tolerance);
   if (model->hasattr("max_scf_steps")) model->setattr("max_scf_steps", (int64_t) max_scf_steps);
   if (model->hasattr("total_charge")) model->setattr("total_charge", total_charge);
@@ -277,6 +280,10 @@ void PairFPSCF::load_model(const std::string &path)
     state_size = model->hasattr("state_size") ? (int) model->attr("state_size").toInt() : 0;
     ghost_exchange = model->hasattr("ghost_exchange") && model->attr("ghost_exchange").toBool();
     exchange_width = ghost_exchange ? (int) model->attr("exchange_width").toInt() : 0;
+    // the exported SCF settings: what pair_style keywords the user omits fall back to
+    if (model->hasattr("scf_tolerance")) exported_scf_tolerance = model->attr("scf_tolerance").toDouble();
+    if (model->hasattr("max_scf_steps")) exported_max_scf_steps = (int) model->attr("max_scf_steps").toInt();
+    if (model->hasattr("total_charge")) exported_total_charge = model->attr("total_charge").toDouble();
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_coeff fpscf: model '{}' has an attribute of the wrong type: {}", path,
                torch_message(e));

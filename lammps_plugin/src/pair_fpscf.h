@@ -69,10 +69,18 @@ class PairFPSCF : public Pair, public fpscf::GhostExchanger {
 
   std::array<FieldComponent, 3> field_spec;
   double field[3];              // field of the current step, V/Å
-  double scf_tolerance;         // passed to the model attribute scf_tolerance, if it has one
-  int max_scf_steps;            // passed to the model attribute max_scf_steps, if it has one
-  double total_charge;          // e, passed to the model attribute total_charge, if it has one
-  bool total_charge_set;        // `charge` given (a model without total_charge then is an error)
+  // SCF settings: a keyword the user writes overrides the model's attribute of the same name (the
+  // value `fpscf export` stored); an omitted keyword leaves the exported value in place
+  double scf_tolerance;         // scf_tol keyword -> model attribute scf_tolerance
+  int max_scf_steps;            // max_scf keyword -> model attribute max_scf_steps
+  double total_charge;          // charge keyword (e) -> model attribute total_charge
+  bool scf_tolerance_set;       // the keyword was given in the latest pair_style command
+  bool max_scf_steps_set;
+  bool total_charge_set;        // (a model without total_charge then is an error)
+  // the exported values, read when the model is loaded (restored when a repeated pair_style omits them)
+  double exported_scf_tolerance;
+  int exported_max_scf_steps;
+  double exported_total_charge;
 
   std::string model_path;
   std::unique_ptr<torch::jit::Module> model;

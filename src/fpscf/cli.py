@@ -377,7 +377,7 @@ def _export(args: argparse.Namespace) -> int:
     from fpscf.export import ExportError, export_model
 
     try:
-        path = export_model(args.model, args.output, scf_tolerance=args.scf_tol, max_scf_steps=args.max_scf,
+        path = export_model(args.model, args.output, scf_tolerance=args.scf_tolerance, max_scf_steps=args.max_scf_steps,
                             total_charge=args.charge, kspace=args.kspace, mesh_spacing=args.mesh_spacing)
     except (ExportError, ValueError, FileNotFoundError) as error:
         print(f"fpscf export: error: {error}", file=sys.stderr)
@@ -700,8 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "MODEL is a .fpscf file or a shipped model name.")
     export.add_argument("model", help="model file (.fpscf) or shipped model name, e.g. water-b3lyp")
     export.add_argument("-o", "--output", required=True, help="output file, e.g. water.lmp")
-    export.add_argument("--scf-tol", type=float, default=1e-6, help="default SCF tolerance, e (pair_style scf_tol overrides)")
-    export.add_argument("--max-scf", type=int, default=200, help="default SCF step limit (pair_style max_scf overrides)")
+    export.add_argument("--scf-tolerance", "--scf-tol", dest="scf_tolerance", type=float, default=1e-6,
+                        help="SCF tolerance stored in the export, e (default 1e-6; pair_style fpscf scf_tol overrides)")
+    export.add_argument("--max-scf-steps", "--max-scf", dest="max_scf_steps", type=int, default=200,
+                        help="SCF step limit stored in the export (default 200; pair_style fpscf max_scf overrides)")
     export.add_argument("--charge", type=float, default=0.0, help="default total charge, e (pair_style charge overrides)")
     export.add_argument("--kspace", choices=["auto", "ewald", "pme"], default="auto",
                         help="periodic electrostatics: particle mesh (pme, cost ∝ N), direct k-sum (ewald, exact, "

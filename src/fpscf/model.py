@@ -8,6 +8,7 @@ derivatives of the converged energy: the solution enters the energy through
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,8 @@ from fpscf.nn.repulsion import ZBLRepulsion
 from fpscf.nn import MLP, EncoderConfig, default_dtype, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
 from fpscf.scf.bounds import resolve_minimum_hardness
 from fpscf.scf.implicit import implicit_fixed_point
-from fpscf.scf.krylov import LinearSolveSettings
+from fpscf.scf.engine import NodeContext, SCFEngine
+from fpscf.scf.krylov import KrylovSolver, LinearSolveSettings
 from fpscf.scf.magnetic import MagneticChannel, magnetic_energy, magnetic_forces
 from fpscf.tensor_tree import split_differentiable
 from fpscf.units import BOHR_MAGNETON
@@ -38,8 +40,9 @@ from fpscf.scf.readouts import (
     OneBodyMLPFieldReadout,
     StrictQuadraticFieldEnergyReadout,
 )
-from fpscf.scf.settings import SCFSettings
-from fpscf.scf.solver import solve_fixed_point
+from fpscf.scf.reduction import LocalReduction
+from fpscf.scf.settings import FERMI_NEWTON_STEPS, SCFSettings
+from fpscf.scf.solver import CONVERGED, SCFConvergenceError, scf_failure_message
 from fpscf.scf.updates import (
     BiasedLinearPotentialEmbedding,
     ManyBodyUpdate,
@@ -49,7 +52,6 @@ from fpscf.scf.updates import (
     feature_irreps,
 )
 
-FERMI_NEWTON_STEPS = 2
 FIXED_POINT_MODES = ("implicit", "linearize_solve", "unroll_scf", "direct")
 
 
@@ -63,7 +65,7 @@ class SCFState:
     residual_history: list[float]
 
 
-class FixedPointModel(torch.nn.Module):
+class FixedPointModel(SCFEngine):
     """The fpscf model. Build with :func:`fpscf.build_model`, load with :func:`fpscf.load_model`."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -192,6 +194,11 @@ class FixedPointModel(torch.nn.Module):
             self.field_readout = ManyBodyChargesReadout(
                 self.num_scalars, lmax, widths, lf, config.num_bessel, readout_type == "ManyBodyChargesFieldReadout"
             )
+        # the SCF engine (fpscf.scf.engine) of one process: no reduction over ranks
+        self.feature_max_l = int(lf)
+        self.strict_readout = isinstance(self.field_readout, StrictQuadraticFieldEnergyReadout)
+        self.reduction = LocalReduction()
+        self.krylov = KrylovSolver(LocalReduction())
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -218,7 +225,7 @@ class FixedPointModel(torch.nn.Module):
         field: what the SCF update reads, without the Fermi-level shift. Used for feature statistics."""
         field = graph.external_field.to(graph.positions.dtype)
         geometry, external, _ = self._field_sources(graph, graph.positions, graph.cell, field)
-        return self._potential_features(geometry, external, multipoles)[1]
+        return self.base_features(multipoles, external, geometry)[1]
 
     def _field_sources(
         self, graph: AtomicGraph, positions: torch.Tensor, cell: torch.Tensor, field: torch.Tensor
@@ -247,29 +254,6 @@ class FixedPointModel(torch.nn.Module):
         )
         periodic = graph.pbc.to(torch.bool).any(dim=-1)[graph.batch]
         return torch.where(periodic[:, None], midpoints, positions)
-
-    def _potential_features(
-        self, geometry: Any, external: torch.Tensor, multipoles: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hartree potential channels (N, 1+W, (L+1)²) of the density and the unnormalised field
-        features (N, W, (L_f+1)²) the update reads (Hartree + applied field, no μ shift)."""
-        size_f = (self.config.field_feature_max_l + 1) ** 2
-        hartree = self.electrostatics.potential(geometry, multipoles)
-        return hartree, hartree[:, 1:, :size_f] + external[:, :, :size_f]
-
-    def _update_features(self, base: torch.Tensor, mu: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """Features the update reads: ``base`` with the Fermi level μ (B,) V added to the l = 0
-        potentials, normalised by the feature norms."""
-        shift = torch.zeros_like(base)
-        shift[..., 0] = mu[batch][:, None]
-        return self._normalise(base + shift)
-
-    def _normalise(self, features: torch.Tensor) -> torch.Tensor:
-        lf = self.config.field_feature_max_l
-        scale = torch.cat(
-            [self.feature_norms[:, l : l + 1].expand(-1, 2 * l + 1) for l in range(lf + 1)], dim=-1
-        ).to(features.dtype)
-        return features / scale
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -364,37 +348,7 @@ class FixedPointModel(torch.nn.Module):
         geometry, external, field_coordinates = self._field_sources(graph, graph_positions, cell, field_input)
         total_charge = graph.total_charge.to(positions.dtype)
 
-        def base_features(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self._potential_features(geometry, external, p)
-
-        def shifted(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-            return self._update_features(base, mu, batch)
-
-        def response(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-            return local + self.update(node_scalars, node_feats, shifted(base, mu), update_edges)
-
-        def solve_mu(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-            """Newton steps on Σq(μ) = Q per structure (values only; derivatives are implicit)."""
-            for _ in range(FERMI_NEWTON_STEPS):
-                with torch.enable_grad():
-                    mu_var = mu.detach().requires_grad_(True)
-                    q = response(base.detach(), mu_var)[:, 0]
-                    charge = q.new_zeros(n_graphs).index_add(0, batch, q) - total_charge
-                    (slope,) = torch.autograd.grad(charge.sum(), mu_var)
-                mu = (mu_var - charge / slope).detach()
-            return mu
-
-        def solve_mu_differentiable(base: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-            """Newton steps on Σq(μ) = Q kept in the graph (unrolled training)."""
-            for _ in range(FERMI_NEWTON_STEPS):
-                with torch.enable_grad():
-                    mu_var = mu.view_as(mu) if mu.requires_grad else mu.detach().requires_grad_(True)
-                    q = response(base, mu_var)[:, 0]
-                    charge = q.new_zeros(n_graphs).index_add(0, batch, q) - total_charge
-                    (slope,) = torch.autograd.grad(charge.sum(), mu_var, create_graph=True)
-                mu = mu_var - charge / slope
-            return mu
-
+        nodes = NodeContext(local, node_scalars, node_feats, update_edges, batch, species)
         # Constant charge: μ starts from the warm-start value and is solved; otherwise it is fixed.
         start_mu = initial_fermi_level if constant_charge else fermi_level
         mu0 = (start_mu if start_mu is not None else positions.new_zeros(n_graphs)).to(positions.dtype).detach()
@@ -403,63 +357,45 @@ class FixedPointModel(torch.nn.Module):
         else:  # the local guess; an unrolled SCF differentiates through its start as well
             p0 = local if mode == "unroll_scf" else local.detach()
 
-        state = {"mu": mu0}
         steps, history = 0, []
         if not self_consistent:
             multipoles, mu = local, mu0
         elif mode in ("implicit", "linearize_solve"):
-            def scf_update(p: torch.Tensor) -> torch.Tensor:
-                _, base = base_features(p)
-                mu = solve_mu(base, state["mu"]) if constant_charge else state["mu"]
-                state["mu"] = mu
-                return response(base, mu).detach()
-
-            def charge_error(p: torch.Tensor) -> float:
-                if not constant_charge:
-                    return 0.0
-                q = p.new_zeros(n_graphs).index_add(0, batch, p[:, 0])
-                return float((q - total_charge).abs().max())
-
-            result = solve_fixed_point(scf_update, p0, settings, charge_error)
-            steps, history = result.steps, result.residual_history
+            fixed = NodeContext(local.detach(), node_scalars.detach(), node_feats.detach(),
+                                tuple(t.detach() for t in update_edges), batch, species)  # type: ignore[arg-type]
             linear_solve = LinearSolveSettings.for_dtype(
                 positions.dtype, method="dense" if mode == "linearize_solve" else "gmres", on_failure=settings.on_failure
             )
+            with torch.no_grad():
+                p_star, mu_star, steps, status, history = self.self_consistent_field(
+                    p0, mu0, external.detach(), geometry, fixed, total_charge, constant_charge,
+                    settings.solver(linear_solve.rtol, linear_solve.max_iterations, linear_solve.restart),
+                )
+            if status != CONVERGED:
+                message = scf_failure_message(status, history, settings.scf_tolerance, settings.mixing_parameter)
+                message += "; pass on_scf_failure='warn' to continue anyway."
+                if settings.on_failure == "raise":
+                    raise SCFConvergenceError(message, history)
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
             multipoles, mu = self._attach_implicit(
-                result.solution, state["mu"], constant_charge, total_charge, batch, n_graphs,
-                (local, node_scalars, node_feats, update_edges, geometry, external), linear_solve,
+                p_star, mu_star, constant_charge, total_charge, n_graphs, nodes, geometry, external, linear_solve,
             )
         elif mode == "unroll_scf":
             multipoles, mu = p0, mu0
             for _ in range(unroll_steps):
-                _, base = base_features(multipoles)
+                base = self.base_features(multipoles, external, geometry)[1]
                 if constant_charge:
-                    mu = solve_mu_differentiable(base, mu)
-                change = response(base, mu) - multipoles
+                    mu = self.solve_fermi_level(base, mu, nodes, total_charge, FERMI_NEWTON_STEPS, True)
+                change = self.response(base, mu, nodes) - multipoles
                 history.append(float(change.detach().abs().max()) if change.numel() else 0.0)
                 multipoles = multipoles + settings.mixing_parameter * change
             steps = unroll_steps
         else:  # direct: one update from the given density and Fermi level
-            multipoles, mu = response(base_features(p0)[1], mu0), mu0
+            multipoles, mu = self.response(self.base_features(p0, external, geometry)[1], mu0, nodes), mu0
             steps = 1
-        hartree, base = base_features(multipoles)
-
-        features = shifted(base, mu)
-        e_hartree = 0.5 * (multipoles * hartree[:, 0, : self.num_coefficients]).sum(-1)
-        e_field = (multipoles * external[:, 0, : self.num_coefficients]).sum(-1)
-        if isinstance(self.field_readout, StrictQuadraticFieldEnergyReadout):
-            response_coefficients, charge_bias = self.update.embedding.response(node_scalars)
-            e_readout = self.field_readout(multipoles, local, response_coefficients, charge_bias, self.feature_norms)
-        else:
-            e_readout = self.field_readout(
-                node_scalars, multipoles, local, features, readout_edges if self.readout_uses_edges else update_edges[2]
-            )
-        node_energy = (
-            self.atomic_energies.to(positions.dtype)[species]
-            + self.local_energy(node_scalars).squeeze(-1)
-            + e_readout
-            + e_hartree
-            + e_field
+        hartree, base = self.base_features(multipoles, external, geometry)
+        node_energy = self.node_energies(
+            multipoles, mu, hartree, base, external, nodes, readout_edges if self.readout_uses_edges else update_edges[2]
         )
         if self.repulsion is not None:
             node_energy = node_energy + self.repulsion(
@@ -495,7 +431,7 @@ class FixedPointModel(torch.nn.Module):
             "field_features": base,
             "esps": base[:, min(range(len(self.config.field_feature_widths)), key=lambda k: self.config.field_feature_widths[k]), 0],
             # G(p, μ) of this geometry, (N, K), (B,) -> (N, K): for tests and linear-response solves.
-            "scf_map": lambda p, mu: response(base_features(p)[1], mu),
+            "scf_map": lambda p, mu: self.response(self.base_features(p, external, geometry)[1], mu, nodes),
             **magnetic_out,
         }
         wrt = []
@@ -583,61 +519,52 @@ class FixedPointModel(torch.nn.Module):
         mu_star: torch.Tensor,
         constant_charge: bool,
         total_charge: torch.Tensor,
-        batch: torch.Tensor,
         n_graphs: int,
-        context: tuple[Any, ...],
+        nodes: NodeContext,
+        geometry: Any,
+        external: torch.Tensor,
         linear_solve: LinearSolveSettings,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The converged (p*, μ*) as a differentiable function of everything the SCF map reads.
 
-        The implicit variable is ``x = (p, μ)`` for constant charge, with the charge condition as
-        the fixed-point map ``μ ← μ − (Σq(G(p, μ)) − Q)/s`` (s = ∂Σq/∂μ at the solution, a constant):
-        its fixed point is the constrained solution, so derivatives of every order are exact.
-        In grand-canonical mode x = p and μ is an input.
+        The implicit variable is the engine's augmented state ``x = (p, μ)`` for constant charge,
+        whose map :meth:`~fpscf.scf.engine.SCFEngine.augmented_map` has the constrained solution as
+        its fixed point, so derivatives of every order are exact. In grand-canonical mode x = p and
+        μ is an input. The update's parameters are inputs too (parameter gradients in training).
         """
-        size_f = (self.config.field_feature_max_l + 1) ** 2
-        n_atoms, n_coeff = p_star.shape
+        n_atoms = p_star.shape[0]
         names = [name for name, _ in self.update.named_parameters()]
         values = [value for _, value in self.update.named_parameters()]
-        context_tensors, rebuild = split_differentiable((context, total_charge, mu_star))
-
-        def unpack(x: torch.Tensor, mu_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            p = x[: n_atoms * n_coeff].reshape(n_atoms, n_coeff)
-            return p, (x[n_atoms * n_coeff :] if constant_charge else mu_fixed)
+        context_tensors, rebuild = split_differentiable(((nodes, geometry, external), total_charge, mu_star))
 
         def density_map(p: torch.Tensor, mu: torch.Tensor, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            (local, scalars, feats, edges, geometry, external), _, _ = rebuild(tensors[: len(context_tensors)])
+            (ctx, geo, ext), _, _ = rebuild(tensors[: len(context_tensors)])
             params = dict(zip(names, tensors[len(context_tensors) :]))
-            features = self._update_features(self._potential_features(geometry, external, p)[1], mu, batch)
-            return local + torch.func.functional_call(self.update, params, (scalars, feats, features, edges))
-
-        def charge_error(p_new: torch.Tensor, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            _, q_total, _ = rebuild(tensors[: len(context_tensors)])
-            return p_new.new_zeros(n_graphs).index_add(0, batch, p_new[:, 0]) - q_total.to(p_new.dtype)
+            features = self.update_features(self.base_features(p, ext, geo)[1], mu, ctx.batch)
+            return ctx.local + torch.func.functional_call(self.update, params, (ctx.scalars, ctx.feats, features, ctx.edges))
 
         def fixed_point_map(x: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
-            _, _, mu_fixed = rebuild(tensors[: len(context_tensors)])
-            p, mu = unpack(x, mu_fixed)
-            p_new = density_map(p, mu, tensors)
+            (ctx, _, _), q_total, mu_fixed = rebuild(tensors[: len(context_tensors)])
             if not constant_charge:
-                return p_new.reshape(-1)
-            return torch.cat([p_new.reshape(-1), mu - charge_error(p_new, tensors) / slope])
+                return density_map(x.reshape(n_atoms, self.num_coefficients), mu_fixed, tensors).reshape(-1)
+            p, mu = self.split_state(x, n_atoms)
+            p_new = density_map(p, mu, tensors)
+            return torch.cat([p_new.reshape(-1), self.charge_condition(p_new, mu, ctx.batch, q_total, slope)])
 
         inputs = [*context_tensors, *values]
         slope = torch.ones_like(mu_star)
         if constant_charge:
-            with torch.enable_grad():
-                mu_var = mu_star.detach().requires_grad_(True)
-                detached = tuple(t.detach() for t in inputs)
-                charge = charge_error(density_map(p_star.detach(), mu_var, detached), detached)
-                (slope,) = torch.autograd.grad(charge.sum(), mu_var)
-            slope = slope.detach()
-            x_star = torch.cat([p_star.detach().reshape(-1), mu_star.detach()])
+            fixed = NodeContext(*(t.detach() if isinstance(t, torch.Tensor) else t for t in nodes))  # type: ignore[arg-type]
+            with torch.no_grad():
+                base = self.base_features(p_star, external.detach(), geometry)[1]
+            slope = self.fermi_slope(base, mu_star, fixed)
+            x_star = self.augmented_state(p_star.detach(), mu_star.detach())
         else:
             x_star = p_star.detach().reshape(-1)
         x = implicit_fixed_point(fixed_point_map, x_star, inputs, linear_solve)
-        _, _, mu_fixed = rebuild(context_tensors)
-        return unpack(x, mu_fixed)
+        if not constant_charge:
+            return x.reshape(n_atoms, self.num_coefficients), mu_star
+        return self.split_state(x, n_atoms)
 
     # ------------------------------------------------------------------ io
     def save(self, path: str) -> None:

@@ -172,8 +172,8 @@ class FixedPointCalculator(Calculator):
         self.constant_charge = constant_charge
         self.fixed_fermi_level = fermi_level
         self.settings = SCFSettings(
-            tolerance=scf_tolerance,
-            max_steps=max_scf_steps,
+            scf_tolerance=scf_tolerance,
+            max_scf_steps=max_scf_steps,
             mixing=mixing,
             mixing_parameter=mixing_parameter,
             on_failure=on_scf_failure,

@@ -58,7 +58,7 @@ def export_model(
 
     source = model if isinstance(model, (str, os.PathLike)) else None
     loaded = resolve_model(model)
-    settings = SCFSettings(tolerance=scf_tolerance, max_steps=max_scf_steps, mixing_parameter=mixing_parameter)
+    settings = SCFSettings(scf_tolerance=scf_tolerance, max_scf_steps=max_scf_steps, mixing_parameter=mixing_parameter)
     module = deploy(loaded, settings, total_charge, kspace, mesh_spacing, spline_order)
     domain = getattr(loaded, "training_domain", None)
     d3 = resolve_dispersion(dispersion, getattr(loaded, "dispersion", None))

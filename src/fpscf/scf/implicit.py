@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from fpscf.scf.krylov import LinearSolveSettings, solve_linear
+from fpscf.scf.krylov import LinearSolveSettings, adjoint_gmres, dense_solve
 
 FixedPointMap = Callable[..., torch.Tensor]
 
@@ -102,11 +102,14 @@ def _solve_adjoint(
     if not output.requires_grad:
         return grad_output.detach().clone()
 
+    if settings.method == "gmres":
+        return adjoint_gmres(output, x, grad_output.detach(), settings)
+
     def operator(v: torch.Tensor) -> torch.Tensor:
         (vjp,) = torch.autograd.grad(output, x, v, retain_graph=True, allow_unused=True)
         return v - vjp if vjp is not None else v
 
-    return solve_linear(operator, grad_output.detach(), settings)
+    return dense_solve(operator, grad_output.detach())
 
 
 class _AdjointMap:

@@ -1,18 +1,26 @@
 """Matrix-free GMRES: the linear solves of implicit differentiation through the fixed point.
 
-Solves ``A x = b`` given only ``v ↦ A v`` (a JVP or VJP of the SCF map), with no dense matrix.
-Pure torch, so it runs on any device and dtype.
+Solves ``A x = b`` given only products ``v ↦ A v``, with no dense matrix. One implementation,
+:class:`KrylovSolver` (TorchScript), runs everywhere: the adjoint of the SCF in the Python model
+(:mod:`fpscf.scf.implicit`), in the deployed model LAMMPS runs (:mod:`fpscf.scf.engine`) and the
+Newton steps of the magnetic moments. Its operator is ``A v = α v + β (∂y/∂x)ᵀ v`` for a graph
+``y(x)`` built by the caller (``α = 1, β = −1``: the adjoint ``(I − ∂G/∂x)ᵀ`` of a fixed-point map;
+``α = 0, β = 1`` with y a gradient: a Hessian), and its dot products are summed over ranks by the
+injected reduction (:mod:`fpscf.scf.reduction`). :func:`gmres` wraps it for an operator given as a
+Python function. Pure torch, so it runs on any device and dtype.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
 from fpscf.errors import FpscfError
+from fpscf.scf.reduction import LocalReduction
 
 FAILURE_ACTIONS = ("raise", "warn")
 SOLVE_METHODS = ("gmres", "dense")
@@ -56,61 +64,111 @@ class LinearSolveSettings:
         return LinearSolveSettings(**{"rtol": rtol, **overrides})  # type: ignore[arg-type]
 
 
-def gmres(
-    matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, settings: LinearSolveSettings
-) -> tuple[torch.Tensor, list[float]]:
-    """Solve ``matvec(x) = rhs`` (any shape) by restarted GMRES; returns x and the relative
-    residual after each matrix–vector product."""
-    b = rhs.detach().reshape(-1)
-    b_norm = float(torch.linalg.vector_norm(b))
-    x = torch.zeros_like(b)
-    history: list[float] = []
-    if b_norm == 0.0 or not math.isfinite(b_norm):
-        return x.reshape(rhs.shape), [0.0 if b_norm == 0.0 else math.nan]
-    # CPU lstsq's default driver (LAPACK gelsy, pivoted QR) is not bitwise reproducible: the same
-    # inputs gave results differing by 1e-15 from call to call (up to 1e-6 on ill-conditioned
-    # matrices), which made training with implicit stages differ between identical runs. gelsd (SVD)
-    # gives the same bits every call and handles a rank-deficient (breakdown) Hessenberg matrix.
-    driver = "gelsd" if b.device.type == "cpu" else None
-    apply = lambda v: matvec(v.reshape(rhs.shape)).detach().reshape(-1)  # noqa: E731
-    products = 0
-    while True:
-        residual = b - apply(x) if products else b.clone()
-        beta = float(torch.linalg.vector_norm(residual))
-        history.append(beta / b_norm)
-        if beta <= settings.rtol * b_norm:
-            return x.reshape(rhs.shape), history
-        if products >= settings.max_iterations or not math.isfinite(beta):
-            break
-        basis = [residual / beta]
-        hessenberg = torch.zeros(settings.restart + 1, settings.restart, dtype=b.dtype, device=b.device)
-        target = torch.zeros(settings.restart + 1, dtype=b.dtype, device=b.device)
-        target[0] = beta
-        coefficients = target[:0]
-        for j in range(settings.restart):
-            w = apply(basis[j])
-            products += 1
-            for _ in range(2):  # Gram–Schmidt twice keeps the basis orthogonal to round-off
-                for i, v in enumerate(basis):
-                    h = torch.dot(v, w)
-                    hessenberg[i, j] += h
-                    w = w - h * v
-            norm = torch.linalg.vector_norm(w)
-            hessenberg[j + 1, j] = norm
-            small_h = hessenberg[: j + 2, : j + 1]
-            coefficients = torch.linalg.lstsq(small_h, target[: j + 2, None], driver=driver).solution[:, 0]
-            estimate = float(torch.linalg.vector_norm(target[: j + 2] - small_h @ coefficients))
-            history.append(estimate / b_norm)
-            if estimate <= settings.rtol * b_norm or float(norm) <= 1e-300 or products >= settings.max_iterations:
-                break
-            basis.append(w / norm)
-        x = x + torch.stack(basis[: coefficients.numel()], dim=1) @ coefficients
-        if products >= settings.max_iterations:
-            residual = b - apply(x)
-            history.append(float(torch.linalg.vector_norm(residual)) / b_norm)
-            if history[-1] <= settings.rtol:
-                return x.reshape(rhs.shape), history
-            break
+class KrylovSolver(torch.nn.Module):
+    """Restarted GMRES (TorchScript) for ``A x = b``, ``A v = α v + β (∂y/∂x)ᵀ v``.
+
+    x, b and v are this rank's part of the vector, flattened; dot products are summed over ranks
+    with ``reduction`` (default: one process). Gram–Schmidt is done twice per Krylov vector.
+    """
+
+    def __init__(self, reduction: Optional[torch.nn.Module] = None) -> None:
+        super().__init__()
+        self.reduction = reduction if reduction is not None else LocalReduction()
+
+    def dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Global inner product (0-d tensor) of two vectors split over ranks."""
+        return self.reduction.sum_ranks((a * b).sum().reshape(1))[0]
+
+    def matvec(self, v: torch.Tensor, output: torch.Tensor, x: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+        """``α v + β (∂output/∂x)ᵀ v`` (flat), one vector–Jacobian product on the retained graph."""
+        cotangents: List[Optional[torch.Tensor]] = [v.reshape(output.shape)]
+        grads = torch.autograd.grad([output], [x], cotangents, retain_graph=True, allow_unused=True)
+        product = grads[0]
+        if product is None:
+            return alpha * v
+        return alpha * v + beta * product.detach().reshape(-1)
+
+    def gmres(
+        self,
+        rhs: torch.Tensor,
+        initial: torch.Tensor,
+        output: torch.Tensor,
+        x: torch.Tensor,
+        alpha: float,
+        beta: float,
+        rtol: float,
+        max_iterations: int,
+        restart: int,
+    ) -> Tuple[torch.Tensor, List[float], int, bool]:
+        """Solve from ``initial``; returns the flat solution, the relative residual after each
+        product, the number of products and whether ``|b − A x| ≤ rtol |b|`` was reached."""
+        b = rhs.detach().reshape(-1)
+        solution = initial.detach().reshape(-1).clone()
+        b_norm = float(torch.sqrt(self.dot(b, b)))
+        if b_norm == 0.0:
+            return torch.zeros_like(b), [0.0], 0, True
+        if not math.isfinite(b_norm):  # a non-finite energy upstream: reported where results are checked
+            return torch.zeros_like(b), [math.nan], 0, True
+        # CPU lstsq's default driver (gelsy, pivoted QR) is not bitwise reproducible from call to call;
+        # gelsd (SVD) is, and it handles a rank-deficient (breakdown) Hessenberg matrix.
+        driver: Optional[str] = "gelsd" if b.device.type == "cpu" else None
+        start_from_zero = float(self.dot(solution, solution)) == 0.0
+        history: List[float] = []
+        products = 0
+        while True:
+            if products == 0 and start_from_zero:
+                residual = b.clone()
+            else:
+                residual = b - self.matvec(solution, output, x, alpha, beta)
+            beta_norm = float(torch.sqrt(self.dot(residual, residual)))
+            history.append(beta_norm / b_norm)
+            if beta_norm <= rtol * b_norm:
+                return solution, history, products, True
+            if products >= max_iterations or not math.isfinite(beta_norm):
+                return solution, history, products, False
+            basis: List[torch.Tensor] = [residual / beta_norm]
+            hessenberg = torch.zeros(restart + 1, restart, dtype=b.dtype, device=b.device)
+            target = torch.zeros(restart + 1, dtype=b.dtype, device=b.device)
+            target[0] = beta_norm
+            coefficients = target[:0]
+            for j in range(restart):
+                w = self.matvec(basis[j], output, x, alpha, beta)
+                products += 1
+                for _ in range(2):  # Gram–Schmidt twice keeps the basis orthogonal to round-off
+                    for i in range(len(basis)):
+                        h = self.dot(basis[i], w)
+                        hessenberg[i, j] = hessenberg[i, j] + h
+                        w = w - h * basis[i]
+                norm = torch.sqrt(self.dot(w, w))
+                hessenberg[j + 1, j] = norm
+                small = hessenberg[: j + 2, : j + 1]
+                coefficients = torch.linalg.lstsq(small, target[: j + 2].unsqueeze(1), driver=driver).solution[:, 0]
+                estimate = float(torch.linalg.vector_norm(target[: j + 2] - small @ coefficients))
+                history.append(estimate / b_norm)
+                if estimate <= rtol * b_norm or float(norm) <= 1e-300 or products >= max_iterations:
+                    break
+                basis.append(w / norm)
+            solution = solution + torch.stack(basis[: coefficients.numel()], dim=1) @ coefficients
+            if products >= max_iterations:
+                residual = b - self.matvec(solution, output, x, alpha, beta)
+                history.append(float(torch.sqrt(self.dot(residual, residual))) / b_norm)
+                return solution, history, products, history[-1] <= rtol
+        return solution, history, products, False  # not reached (TorchScript wants a return on every path)
+
+
+class _FunctionOperator(KrylovSolver):
+    """:class:`KrylovSolver` whose product is a Python function of v (eager use only)."""
+
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor], shape: torch.Size) -> None:
+        super().__init__()
+        self.function = function
+        self.shape = shape
+
+    def matvec(self, v: torch.Tensor, output: torch.Tensor, x: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+        return self.function(v.reshape(self.shape)).detach().reshape(-1)
+
+
+def _failure(history: list[float], products: int, settings: LinearSolveSettings) -> None:
     message = (
         f"linear solve of the implicit derivative did not converge: relative residual "
         f"{history[-1]:.3e} > rtol {settings.rtol:.1e} after {products} products (history "
@@ -119,18 +177,40 @@ def gmres(
     )
     if settings.on_failure == "raise":
         raise LinearSolveError(message, history)
-    import warnings
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+def gmres(
+    matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, settings: LinearSolveSettings
+) -> tuple[torch.Tensor, list[float]]:
+    """Solve ``matvec(x) = rhs`` (any shape) by restarted GMRES (:class:`KrylovSolver`) from zero;
+    returns x and the relative residual after each matrix–vector product."""
+    solver = _FunctionOperator(matvec, rhs.shape)
+    dummy = rhs.new_zeros(0)
+    x, history, products, converged = solver.gmres(
+        rhs, torch.zeros_like(rhs), dummy, dummy, 0.0, 1.0, settings.rtol, settings.max_iterations, settings.restart
+    )
+    if not converged:
+        _failure(history, products, settings)
     return x.reshape(rhs.shape), history
 
 
-def solve_linear(
-    matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, settings: LinearSolveSettings
+def adjoint_gmres(
+    output: torch.Tensor, x: torch.Tensor, rhs: torch.Tensor, settings: LinearSolveSettings
 ) -> torch.Tensor:
-    """Solve ``matvec(x) = rhs`` with ``settings.method`` (GMRES or dense LU)."""
-    if settings.method == "gmres":
-        return gmres(matvec, rhs, settings)[0]
+    """λ with ``(I − ∂output/∂x)ᵀ λ = rhs`` (output and x of one size, output's graph retained)."""
+    solver = KrylovSolver()
+    solution, history, products, converged = solver.gmres(
+        rhs, torch.zeros_like(rhs), output, x, 1.0, -1.0, settings.rtol, settings.max_iterations, settings.restart
+    )
+    if not converged:
+        _failure(history, products, settings)
+    return solution.reshape(rhs.shape)
+
+
+def dense_solve(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor) -> torch.Tensor:
+    """Solve ``matvec(x) = rhs`` by building the matrix column by column and LU (small systems;
+    the independent check of GMRES behind ``linearize_solve``)."""
     b = rhs.detach().reshape(-1)
     columns = []
     for j in range(b.numel()):

@@ -109,7 +109,7 @@ def _preconditioner(moments: torch.Tensor, terms: MagneticTerms) -> torch.Tensor
 def minimise_moments(terms: MagneticTerms, start: torch.Tensor, active: torch.Tensor, settings: SCFSettings) -> SCFResult:
     """Relax the active moments from ``start`` (N, C) to a minimum of E_mag by L-BFGS with a
     strong-Wolfe line search in preconditioned coordinates. Converged when the largest step the
-    stationarity map would take, max |P ∇_m E_mag| (μ_B), is below ``settings.tolerance``; the
+    stationarity map would take, max |P ∇_m E_mag| (μ_B), is below ``settings.scf_tolerance``; the
     history of that residual is kept (and printed with ``settings.verbose``)."""
     scale = _preconditioner(start, terms)
     index = active.nonzero().reshape(-1)
@@ -131,7 +131,7 @@ def minimise_moments(terms: MagneticTerms, start: torch.Tensor, active: torch.Te
 
     history: list[float] = []
     with torch.enable_grad():
-        for step in range(1, settings.max_steps + 1):
+        for step in range(1, settings.max_scf_steps + 1):
             moments = moments_of(coordinates)
             (gradient,) = torch.autograd.grad(magnetic_energy(moments, terms).sum(), coordinates)
             residual = float((gradient * root).abs().max())  # = max |P ∇_m E| over active atoms
@@ -140,13 +140,13 @@ def minimise_moments(terms: MagneticTerms, start: torch.Tensor, active: torch.Te
                 print(f"  moment step {step:4d}  max|P dE/dm| = {residual:.3e} μB", file=sys.stderr)
             if not math.isfinite(residual):
                 break
-            if residual < settings.tolerance:
+            if residual < settings.scf_tolerance:
                 return SCFResult(moments.detach(), step, True, history)
             if residual < NEWTON_SWITCH and _newton_step(coordinates, moments_of, terms, residual):
                 continue
             optimizer.step(closure)
     message = (
-        f"moment SCF did not converge after {len(history)} steps (tolerance {settings.tolerance:.1e} μB). Residual "
+        f"moment SCF did not converge after {len(history)} steps (tolerance {settings.scf_tolerance:.1e} μB). Residual "
         f"history (max |P ∂E/∂m|): [{format_residual_history(history)}]. Try other initial moments "
         "(atoms.set_initial_magnetic_moments), a small magnetic field to lift a degeneracy, or a larger max_scf_steps; "
         "pass on_scf_failure='warn' to continue anyway."
@@ -267,7 +267,7 @@ class MagneticChannel(torch.nn.Module):
         with respect to every tensor the terms were built from."""
         detached = MagneticTerms(*(t.detach() for t in terms))
         # The moment loop has its own step budget (a stage may allow the density a single step).
-        settings = dataclasses.replace(settings, max_steps=max(settings.max_steps, MIN_MOMENT_STEPS))
+        settings = dataclasses.replace(settings, max_scf_steps=max(settings.max_scf_steps, MIN_MOMENT_STEPS))
         if bool(active.any()):
             result = minimise_moments(detached, start.detach(), active, settings)
         else:

@@ -1,21 +1,24 @@
-"""The one SCF solver of fpscf: find ``p* = G(p*)`` by linear or Anderson mixing.
+"""Pieces of the SCF loop shared by every solve: Anderson mixing, results, failure messages.
 
-Used by training (unrolled or converged), the ASE calculator and the export alike. The solve
-runs without autograd; derivatives through the solution come from :mod:`fpscf.scf.implicit`.
+The loop itself is :meth:`fpscf.scf.engine.SCFEngine.self_consistent_field`, one TorchScript
+implementation run by the Python model (training, the ASE calculator) and the deployed model
+(LAMMPS). Anderson mixing is split around the one reduction over ranks it needs:
+:func:`anderson_products` (this rank's Gram matrix) and :func:`anderson_step` (the update from
+the summed products).
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import List
 
 import torch
 
 from fpscf.errors import FpscfError
-from fpscf.scf.settings import SCFSettings
+
+#: Status codes of the engine's SCF loop and the reason each names in messages.
+CONVERGED, NON_FINITE, DIVERGED, NOT_CONVERGED = 0, 1, 2, 3
 
 
 class SCFConvergenceError(FpscfError, RuntimeError):
@@ -36,83 +39,58 @@ class SCFResult:
     residual_history: list[float] = field(default_factory=list)
 
 
-def format_residual_history(history: list[float]) -> str:
-    shown = [f"{r:.3e}" for r in history]
-    return ", ".join(shown if len(shown) <= 12 else shown[:4] + ["…"] + shown[-7:])
+def anderson_products(xs: List[torch.Tensor], rs: List[torch.Tensor]) -> torch.Tensor:
+    """This rank's ``[ΔRᵀΔR (m·m), ΔRᵀ r (m)]`` from stored flat iterates xs and residuals rs
+    (m = len(xs) − 1 ≥ 1 differences); summed over ranks they give the Anderson least squares."""
+    dr = torch.stack([rs[i + 1] - rs[i] for i in range(len(rs) - 1)], dim=1)
+    return torch.cat([(dr.T @ dr).reshape(-1), dr.T @ rs[-1]])
 
 
-def _failure(reason: str, history: list[float], settings: SCFSettings) -> str:
-    return (
-        f"SCF {reason} after {len(history)} steps (tolerance {settings.tolerance:.1e}, mixing "
-        f"'{settings.mixing}', mixing_parameter {settings.mixing_parameter}). Residual history "
-        f"(max |G(p) − p|): [{format_residual_history(history)}]. Try: a smaller mixing_parameter "
-        f"(e.g. {settings.mixing_parameter / 2:g}), mixing='anderson', a larger max_scf_steps, or check "
-        "the structure (overlapping or far-extrapolated atoms); pass on_failure='warn' to continue anyway."
-    )
-
-
-def solve_fixed_point(
-    update: Callable[[torch.Tensor], torch.Tensor],
-    initial: torch.Tensor,
-    settings: SCFSettings,
-    extra_residual: Callable[[torch.Tensor], float] | None = None,
-) -> SCFResult:
-    """Iterate ``p ← mix(p, G(p))`` from ``initial`` until ``max|G(p) − p| < tolerance``.
-
-    update: G, maps (N, K) → (N, K); extra_residual: optional further convergence measure of
-    the current iterate that must also be below ``settings.charge_tolerance`` (e.g. |Σq − Q|).
-    """
-    history: list[float] = []
-    x = initial.detach().clone()
-    xs: list[torch.Tensor] = []
-    rs: list[torch.Tensor] = []
-    best = math.inf
-    with torch.no_grad():
-        for step in range(1, settings.max_steps + 1):
-            gx = update(x)
-            residual = gx - x
-            norm = float(residual.abs().max()) if residual.numel() else 0.0
-            history.append(norm)
-            if settings.verbose:
-                print(f"  scf step {step:4d}  max|G(p) - p| = {norm:.3e}", file=sys.stderr)
-            if not math.isfinite(norm):
-                return _finish(x, step, False, history, settings, "produced a non-finite density")
-            extra_ok = extra_residual is None or extra_residual(gx) < settings.charge_tolerance
-            if norm < settings.tolerance and extra_ok:
-                return SCFResult(gx, step, True, history)
-            best = min(best, norm)
-            if norm > settings.divergence_factor * max(best, settings.tolerance):
-                return _finish(x, step, False, history, settings, "diverged")
-            if settings.mixing == "linear":
-                x = x + settings.mixing_parameter * residual
-                continue
-            xs.append(x.reshape(-1).clone())
-            rs.append(residual.reshape(-1).clone())
-            if len(xs) > settings.history + 1:
-                xs.pop(0)
-                rs.pop(0)
-            x = _anderson_step(xs, rs, settings.mixing_parameter).reshape(x.shape)
-    return _finish(x, settings.max_steps, False, history, settings, "did not converge")
-
-
-def _anderson_step(xs: list[torch.Tensor], rs: list[torch.Tensor], beta: float) -> torch.Tensor:
-    """Anderson (type II / Pulay) update from stored iterates xs and residuals rs (flattened)."""
+def anderson_step(xs: List[torch.Tensor], rs: List[torch.Tensor], beta: float, products: torch.Tensor) -> torch.Tensor:
+    """Anderson (type II / Pulay) update of the latest iterate, from the products of
+    :func:`anderson_products` summed over ranks; one stored step is plain linear mixing."""
     x, r = xs[-1], rs[-1]
     if len(xs) == 1:
         return x + beta * r
     dx = torch.stack([xs[i + 1] - xs[i] for i in range(len(xs) - 1)], dim=1)
     dr = torch.stack([rs[i + 1] - rs[i] for i in range(len(rs) - 1)], dim=1)
-    gram = dr.T @ dr
-    regulariser = 1e-12 * torch.trace(gram).clamp_min(1e-300) * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    gamma = torch.linalg.solve(gram + regulariser, dr.T @ r)
+    m = dr.shape[1]
+    gram = products[: m * m].reshape(m, m)
+    rhs = products[m * m :]
+    regulariser = 1e-12 * torch.trace(gram).clamp_min(1e-300) * torch.eye(m, dtype=gram.dtype, device=gram.device)
+    gamma = torch.linalg.solve(gram + regulariser, rhs)
     return x + beta * r - (dx + beta * dr) @ gamma
 
 
-def _finish(
-    x: torch.Tensor, steps: int, converged: bool, history: list[float], settings: SCFSettings, reason: str
-) -> SCFResult:
-    message = _failure(reason, history, settings)
-    if settings.on_failure == "raise":
-        raise SCFConvergenceError(message, history)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
-    return SCFResult(x, steps, converged, history)
+def format_scientific(value: float) -> str:
+    """``value`` as ``d.ddde±x`` (TorchScript's format() has no format specs)."""
+    if value == 0.0 or not math.isfinite(value):
+        return str(value)
+    exponent = int(math.floor(math.log10(abs(value))))
+    digits = int(round(abs(value) / 10.0**exponent * 1000.0))
+    if digits >= 10000:
+        digits, exponent = digits // 10, exponent + 1
+    fraction = str(1000 + digits % 1000)[1:]  # three digits with leading zeros
+    sign = "-" if value < 0 else ""
+    return sign + str(digits // 1000) + "." + fraction + "e" + str(exponent)
+
+
+def format_residual_history(history: List[float]) -> str:
+    """The residuals as text, the first four and last seven of a long history."""
+    if len(history) <= 12:
+        return ", ".join([format_scientific(r) for r in history])
+    head = ", ".join([format_scientific(r) for r in history[:4]])
+    return head + ", …, " + ", ".join([format_scientific(r) for r in history[-7:]])
+
+
+def scf_failure_message(status: int, history: List[float], tolerance: float, mixing_parameter: float) -> str:
+    """One message for an SCF that stopped with ``status`` (see the status codes), in every path."""
+    reasons = ["converged", "produced a non-finite density", "diverged", "did not converge"]
+    smaller = mixing_parameter / 2.0
+    return (
+        "SCF " + reasons[status] + " after " + str(len(history)) + " steps (scf_tolerance "
+        + format_scientific(tolerance) + ", mixing_parameter " + str(mixing_parameter)
+        + "). Residual history (max |G(p) - p|): [" + format_residual_history(history) + "]. Try: a smaller "
+        "mixing_parameter (e.g. " + str(smaller) + "), a larger max_scf_steps (pair_style fpscf: max_scf), or "
+        "check the structure (overlapping or far-extrapolated atoms, too long a time step)"
+    )

@@ -75,8 +75,8 @@ def predict(
     mode = options.mode
     p0, mu0 = initial_state(graph, model, scf)
     settings = SCFSettings(
-        tolerance=scf.scf_tolerance if scf else 1e-6,
-        max_steps=max(scf.num_scf_steps if scf else 1, 1),
+        scf_tolerance=scf.scf_tolerance if scf else 1e-6,
+        max_scf_steps=max(scf.num_scf_steps if scf else 1, 1),
         mixing="linear" if mode == "unroll_scf" else "anderson",
         mixing_parameter=scf.mixing_parameter if scf else 0.5,
     )
