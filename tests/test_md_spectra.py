@@ -289,7 +289,7 @@ def test_born_charge_dipole_rate_along_model_md_equals_dipole_differences_and_cl
             for frame in run.frames:
                 trajectory.write(frame)
         out = tmp_path / "out"
-        assert main(["md-spectra", *map(str, paths), "--timestep", "0.25", "--model", "water-b3lyp", "--born-charges",
+        assert main(["md-spectra", str(path), "--timestep", "0.25", "--model", "water-b3lyp", "--born-charges",
                      "--cache", str(tmp_path / "c.npz"), "--polarizability-every", "1", "--blocks", "1",
                      "--temperature", "600", "--out", str(out)]) == 0
     finally:
