@@ -43,6 +43,7 @@ def test_a_stalled_stage_ends_early_and_the_next_starts_on_time(data_dir, capsys
     assert torch.load(result.output_dir / "checkpoint.pt", weights_only=True)["epoch"] == 9
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_after_an_early_stop_resumes_at_the_next_stage(data_dir, capsys):  # noqa: F811
     path = write_config(data_dir, output_dir="early_killed", early_stopping_patience=1, train_schedule=SCHEDULE)
     whole = Trainer(load_config(write_config(data_dir, output_dir="early_whole", early_stopping_patience=1,
