@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fpscf.atomic_files import atomic_write_text
+from fpscf.md_spectra.correlation import band_integral
 from fpscf.md_spectra.harmonic import HarmonicReference, compare_bands, resolution
 from fpscf.md_spectra.plotting import plot_md_spectra
 from fpscf.md_spectra.workflow import MDSpectra
@@ -116,14 +117,21 @@ def _comparison(result: MDSpectra, harmonic: HarmonicReference) -> dict[str, Any
     out: dict[str, Any] = {"source": harmonic.source, "frequencies_cm-1": harmonic.frequencies.tolist(),
                            "ir_intensity_e2_per_amu": harmonic.ir_intensity.tolist(),
                            "raman_activity_A4_per_amu": harmonic.raman_activity.tolist()}
-    if result.ir is not None:
-        width = resolution(result.ir.correlation_fs)
-        out["ir_bands"] = compare_bands(result.ir.wavenumbers, result.ir.intensity, harmonic.frequencies,
-                                        harmonic.ir_intensity, width)
-    if result.raman is not None:
-        width = resolution(result.raman.correlation_fs)
-        out["raman_bands"] = compare_bands(result.raman.wavenumbers, result.raman.activity, harmonic.frequencies,
-                                           harmonic.raman_activity, width)
+    for name, spectrum, values, reference in (
+        ("ir", result.ir, None if result.ir is None else result.ir.intensity, harmonic.ir_intensity),
+        ("raman", result.raman, None if result.raman is None else result.raman.activity, harmonic.raman_activity),
+    ):
+        if spectrum is None:
+            continue
+        bands = compare_bands(spectrum.wavenumbers, values, harmonic.frequencies, reference,
+                              resolution(spectrum.correlation_fs))
+        out[f"{name}_bands"] = bands
+        if bands:  # all vibrational bands together (rotational branches can cross the edges between bands)
+            low, high = bands[0]["low_cm-1"], bands[-1]["high_cm-1"]
+            area = band_integral(spectrum.wavenumbers, values, low, high)
+            total = float(sum(band["harmonic"] for band in bands))
+            out[f"{name}_vibrations_total"] = {"low_cm-1": low, "high_cm-1": high, "md_area": area, "harmonic": total,
+                                               "ratio": area / total if total > 0 else None}
     return out
 
 
