@@ -372,12 +372,30 @@ def _build_lammps_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_level(name: str, level: int | None) -> object:
+    """The model to export: ``name`` itself, or for a model of several levels of theory the
+    single-level model of ``level`` (:func:`fpscf.nn.levels.select_level`)."""
+    from fpscf.model_io import read_header
+    from fpscf.models import SHIPPED_MODELS, resolve_model, shipped_model_path
+    from fpscf.nn.levels import select_level
+
+    shipped = name in SHIPPED_MODELS and not os.path.exists(name)
+    levels = int(read_header(shipped_model_path(name) if shipped else name)["hyperparameters"].get("num_levels", 1))
+    if level is None and levels == 1:
+        return name
+    if level is None:
+        raise ValueError(f"{name} was trained on {levels} levels of theory; choose the one to export with --level L "
+                         f"(0..{levels - 1})")
+    return select_level(resolve_model(name), level)
+
+
 def _export(args: argparse.Namespace) -> int:
     """Run ``fpscf export MODEL -o OUT``: the TorchScript file pair_style fpscf loads."""
     from fpscf.export import ExportError, export_model
 
     try:
-        path = export_model(args.model, args.output, scf_tolerance=args.scf_tolerance, max_scf_steps=args.max_scf_steps,
+        model = _export_level(args.model, args.level)
+        path = export_model(model, args.output, scf_tolerance=args.scf_tolerance, max_scf_steps=args.max_scf_steps,
                             total_charge=args.charge, kspace=args.kspace, mesh_spacing=args.mesh_spacing)
     except (ExportError, ValueError, FileNotFoundError) as error:
         print(f"fpscf export: error: {error}", file=sys.stderr)
@@ -705,6 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-scf-steps", "--max-scf", dest="max_scf_steps", type=int, default=200,
                         help="SCF step limit stored in the export (default 200; pair_style fpscf max_scf overrides)")
     export.add_argument("--charge", type=float, default=0.0, help="default total charge, e (pair_style charge overrides)")
+    export.add_argument("--level", type=int, help="for a model of several levels of theory: the level to export "
+                                                  "(one whose heads differ by atomic energies)")
     export.add_argument("--kspace", choices=["auto", "ewald", "pme"], default="auto",
                         help="periodic electrostatics: particle mesh (pme, cost ∝ N), direct k-sum (ewald, exact, "
                              "cost ∝ N x volume), or auto (default: pme where the model allows, l <= 1)")

@@ -67,9 +67,12 @@ class ModelConfig:
     repulsion_cutoff_factor: float = 1.0
     minimum_hardness: Any = "auto"
     local_multipole_bound: Any = 4.0
+    num_levels: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.num_levels, bool) or not isinstance(self.num_levels, int) or self.num_levels < 1:
+            raise ValueError(f"num_levels must be an integer >= 1 (levels of theory, fpscf.nn.levels), got {self.num_levels!r}")
         if len(self.atomic_numbers) == 0:
             raise ValueError("atomic_numbers must list at least one element (e.g. [1, 8] for water)")
         if len(set(self.atomic_numbers)) != len(self.atomic_numbers):

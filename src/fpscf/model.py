@@ -25,6 +25,7 @@ from fpscf.electrostatics.gaussian_multipoles import (
 )
 from fpscf.electrostatics.multipoles import multipole_irreps, num_multipole_coefficients
 from fpscf.nn.bounds import LocalMultipoleBound
+from fpscf.nn.levels import LevelHeads, structure_levels
 from fpscf.nn.repulsion import ZBLRepulsion
 from fpscf.nn import MLP, EncoderConfig, default_dtype, EquivariantEncoder, InteractionBlock, IrrepsReadout, ScalarReadout
 from fpscf.scf.bounds import resolve_minimum_hardness
@@ -120,6 +121,8 @@ class FixedPointModel(SCFEngine):
             for z, e in config.atomic_energies.items():
                 energies[species.index(int(z))] = float(e)
         self.register_buffer("atomic_energies", energies)
+        #: energy heads of levels of theory 1 .. num_levels − 1 (fpscf.nn.levels); None for one level
+        self.level_heads = LevelHeads(config.num_levels, len(species)) if config.num_levels > 1 else None
         scaling = torch.ones(len(species))
         if isinstance(config.atom_density_scaling, dict):
             for z, s in config.atom_density_scaling.items():
@@ -401,6 +404,9 @@ class FixedPointModel(SCFEngine):
             node_energy = node_energy + self.repulsion(
                 vectors, species, graph.edge_index[0], graph.edge_index[1], graph.num_atoms
             )
+        if self.level_heads is not None:  # each structure's level of theory picks its energy head
+            levels = structure_levels(graph, self.level_heads.num_levels)[batch]
+            node_energy = self.level_heads(node_energy, species, self.atomic_energies, levels)
         magnetic_input = graph.magnetic_field.to(positions.dtype)
         if compute_magnetic_moment:
             magnetic_input = magnetic_input.detach().requires_grad_(True)

@@ -125,6 +125,10 @@ class FixedPointCalculator(Calculator):
     model alone (simple-dftd3 gives no per-atom virial): with dispersion on they sum to the global
     virial without D3, ``−(stress − results['dispersion_stress'])·Ω``. D3 does not depend on the
     field: dipole, charges, polarizability, Born charges and Raman tensors are unchanged by it.
+
+    Levels of theory (:mod:`fpscf.nn.levels`): a model trained on several (``num_levels`` > 1)
+    answers at ``level`` (0 .. num_levels − 1, default 0): that level's energy head gives the energy
+    and every derivative; the density and charges are shared.
     """
 
     implemented_properties = [
@@ -154,6 +158,7 @@ class FixedPointCalculator(Calculator):
         acoustic_sum_rule: bool = False,
         dispersion: Any = None,
         verbose: bool = False,
+        level: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -185,6 +190,11 @@ class FixedPointCalculator(Calculator):
         #: the D3 term added to the learnt model's results (None: none); see the class docstring
         self.dispersion = resolve_dispersion(dispersion, getattr(self.model, "dispersion", None))
         self._dispersion = D3Dispersion(self.dispersion) if self.dispersion is not None else None
+        levels = int(self.model.config.num_levels)
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < levels:
+            raise InputError(f"level must be an integer in 0..{levels - 1} (this model has {levels} level"
+                             f"{'s' if levels > 1 else ''} of theory), got {level!r}")
+        self.level = level
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
         self._domain_warned: set[str] = set()  # kinds of domain violation (and input warnings) already given
 
@@ -252,6 +262,9 @@ class FixedPointCalculator(Calculator):
             ).to(device=self.device, dtype=self.dtype)
         except (TypeError, ValueError) as error:  # the structure's own checks (elements, positions, cell)
             raise InputError(f"FixedPointCalculator: {str(error).replace('structure 0', 'the structure', 1)}") from None
+        if self.level:  # the level of theory whose head answers (fpscf.nn.levels)
+            graph.labels["level"] = torch.tensor([self.level], device=self.device)
+            graph.label_masks["level"] = torch.tensor([True], device=self.device)
         domain = getattr(self.model, "training_domain", None)  # checked once the model accepts the structure
         if domain is not None:
             charge = float(info.get("total_charge", 0.0)) if self.constant_charge else None  # floats at fixed μ

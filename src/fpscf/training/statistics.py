@@ -47,6 +47,26 @@ def _with_multipoles(graphs: list[AtomicGraph], option: str) -> list[AtomicGraph
     return chosen
 
 
+def level_atomic_energies(graphs: list[AtomicGraph], atomic_numbers: list[int], num_levels: int) -> list[dict[int, float]]:
+    """E0 per element (eV) of each level of theory (:mod:`fpscf.nn.levels`): the least-squares fit
+    of :func:`atomic_energies` over the structures of that ``level`` label (none: level 0)."""
+    by_level: list[list[AtomicGraph]] = [[] for _ in range(num_levels)]
+    for g in graphs:
+        level = int(g.labels["level"].reshape(-1)[0]) if "level" in g.labels and bool(g.label_masks["level"].all()) else 0
+        if not 0 <= level < num_levels:
+            raise StatisticsError(f"a training structure has level {level} but the model has num_levels {num_levels}; "
+                                  f"set model.num_levels to at least {level + 1}")
+        by_level[level].append(g)
+    fits = []
+    for level, members in enumerate(by_level):
+        try:
+            fits.append(atomic_energies(members, atomic_numbers))
+        except StatisticsError:
+            raise StatisticsError(f"atomic_energies: average needs reference energies at every level; level {level} has "
+                                  "no training structure with an energy (or lower model.num_levels)") from None
+    return fits
+
+
 def atomic_energies(graphs: list[AtomicGraph], atomic_numbers: list[int]) -> dict[int, float]:
     """E0 per element (eV) from a least-squares fit of the reference energies on composition."""
     rows, energies = [], []

@@ -46,7 +46,7 @@ from fpscf.training.epochs import MAX_FAILED_BATCH_FRACTION, EpochRunner, SCFTra
 from fpscf.training.finetune import parent_model, write_model_card
 from fpscf.training.losses import UNITS
 from fpscf.training.reporting import MetricsLog, atomic_write_text, plot_parity
-from fpscf.training.statistics import field_feature_norms, resolve_model_options
+from fpscf.training.statistics import field_feature_norms, level_atomic_energies, resolve_model_options
 
 CHECKPOINT = "checkpoint.pt"
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -118,10 +118,20 @@ class Trainer:
             return parent_model(self.config, numbers, self.device, self.dtype)
         options = resolve_model_options(dict(self.config.model), numbers, train)
         options.setdefault("seed", self.config.seed)
+        levels = int(self.config.model.get("num_levels", 1))
+        per_level = None
+        if levels > 1 and self.config.model.get("atomic_energies") == "average":  # E0 of level 0, shifts of the others
+            per_level = level_atomic_energies(list(train), numbers, levels)
+            options["atomic_energies"] = per_level[0]
         model = build_model(numbers, **options)
         if self.config.model.get("field_feature_norms") == "average":
             options["field_feature_norms"] = field_feature_norms(model, train)
             model = build_model(numbers, **options)
+        if per_level is not None and model.level_heads is not None:
+            with torch.no_grad():
+                for level in range(1, levels):
+                    shift = [per_level[level][z] - per_level[0][z] for z in numbers]
+                    model.level_heads.energy_shift[level - 1] = torch.tensor(shift)
         return model.to(device=self.device, dtype=self.dtype)
 
     def _optimizer(self, model: FixedPointModel) -> torch.optim.Optimizer:
