@@ -15,6 +15,10 @@ taken, so forces, stress, Hessian, dipole (−∂E/∂ε), polarizability and Bo
 those of its energy (all scale with s_l); the density, charges and SCF are shared (a magnetic
 model's moment energy is added after the head). Two levels that differ by a per-element shift and
 a scale are represented exactly.
+
+The calculator takes ``level=``; :func:`select_level` makes the single-level model of a level whose
+scale is 1 for the LAMMPS export (``fpscf export --level``). The deployed model has no heads: the
+export of a multi-level model object is its level 0.
 """
 
 from __future__ import annotations
