@@ -65,9 +65,16 @@ def _temperature(series: TimeSeries, settings: MDSpectraSettings) -> float:
     return series.kinetic_temperature
 
 
+def integrated_dipole(rates: Any, timestep_fs: float) -> list[np.ndarray]:
+    """The unwrapped dipole change ``∫₀^t Ḋ dt'`` (T, 3) e·Å of each rate series (T, 3) e·Å/fs (trapezoid rule):
+    with Ḋ = Σ Z*·v, the polarization change that no wrapping or quantum enters (its constant cancels in ε₀)."""
+    items = [np.asarray(rates, float)] if isinstance(rates, np.ndarray) else [np.asarray(r, float) for r in rates]
+    return [np.concatenate([np.zeros((1, 3)), np.cumsum(0.5 * (r[1:] + r[:-1]) * timestep_fs, axis=0)]) for r in items]
+
+
 def compute_md_spectra(series: TimeSeries, settings: MDSpectraSettings | None = None) -> MDSpectra:
-    """IR from the dipole (or its rate), Raman from α, and for a cell with a volume and an unwrapped
-    dipole the static permittivity and ε(ω) (ε∞ from the settings, the series, or 1 with a note)."""
+    """IR from the dipole (or its rate), Raman from α, and for a cell with a volume the static permittivity
+    (from the unwrapped dipole, or the integrated rate) and ε(ω) (ε∞ from the settings, the series, or 1)."""
     settings = settings or MDSpectraSettings()
     temperature = _temperature(series, settings)
     grid = settings.grid()
@@ -89,8 +96,8 @@ def compute_md_spectra(series: TimeSeries, settings: MDSpectraSettings | None = 
     if series.volume is not None and (series.dipole is not None or series.dipole_rate is not None):
         infinity = settings.epsilon_infinity if settings.epsilon_infinity is not None else (
             series.epsilon_infinity if series.epsilon_infinity is not None else 1.0)
-        if series.dipole is not None:
-            static = static_permittivity(series.dipole, series.volume, temperature, infinity, settings.n_blocks)
+        dipole = series.dipole if series.dipole is not None else integrated_dipole(series.dipole_rate, series.timestep_fs)
+        static = static_permittivity(dipole, series.volume, temperature, infinity, settings.n_blocks)
         source = {"dipole_rate": series.dipole_rate} if series.dipole_rate is not None else {"dipole": series.dipole}
         dielectric = dielectric_function(series.timestep_fs, temperature, series.volume, grid[grid > 0],
                                          epsilon_infinity=infinity, **source, **common)
