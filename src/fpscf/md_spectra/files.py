@@ -107,7 +107,8 @@ def summary(result: MDSpectra, harmonic: HarmonicReference | None = None) -> dic
         static = result.static
         data["static_permittivity"] = {
             "isotropic": static.isotropic, "isotropic_error": static.isotropic_error, "tensor": static.tensor.tolist(),
-            "epsilon_infinity": static.epsilon_infinity.tolist(), "boundary": "tin-foil (conducting)"}
+            "epsilon_infinity": static.epsilon_infinity.tolist(), "boundary": "tin-foil (conducting)",
+            "dipole": "unwrapped dipole" if series.dipole is not None else "time integral of the dipole rate"}
     if harmonic is not None:
         data["harmonic"] = _comparison(result, harmonic)
     return data
