@@ -31,7 +31,13 @@ def model():
 
 @pytest.fixture(scope="module")
 def deployed(model):
-    """Direct k-sums: the Python model's own electrostatics, so agreement is to rounding."""
+    """The model's own periodic sums (the particle mesh), so agreement is to rounding."""
+    return deploy(model, SCFSettings(scf_tolerance=1e-10))
+
+
+@pytest.fixture(scope="module")
+def direct(model):
+    """Direct k-sums, the reference of the particle mesh."""
     return deploy(model, SCFSettings(scf_tolerance=1e-10), kspace="ewald")
 
 
@@ -112,14 +118,26 @@ def test_mixed_boundaries_are_refused(deployed):
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"fixedpoint_update_config": {"type": "ManyBodyUpdate"}}, "ManyBodyUpdate"),
-    ({"fixedpoint_update_config": ONE_BODY, "ewald_split_width": 2.0}, "ewald_split_width: null"),
     ({"fixedpoint_update_config": ONE_BODY, "field_readout_config": {"type": "ManyBodyChargesReadout"}},
      "reads neighbours"),
-], ids=["many-body-update", "ewald-split", "many-body-readout"])
+], ids=["many-body-update", "many-body-readout"])
 def test_unexportable_models_are_named(options, message):
     model = build_model([1, 8], r_max=3.0, num_channels=4, seed=0, **options)
     with pytest.raises(ExportError, match=message):
         deploy(model)
+
+
+def test_ewald_split_model_exports_with_the_particle_mesh_and_equals_the_calculator():
+    """The Ewald split only speeds up the Python sums: the export sums the same potential on the mesh."""
+    split = build_model([1, 8], r_max=4.0, num_channels=8, num_interactions=2, fixedpoint_update_config=ONE_BODY,
+                        ewald_split_width=2.0, seed=3)
+    module = deploy(split, SCFSettings(scf_tolerance=1e-10))
+    assert module.kspace == "pme"
+    atoms = structure(periodic=True)
+    atoms.calc = FixedPointCalculator(split, electric_field=FIELD, scf_tolerance=1e-10)
+    result = evaluate_atoms(module, atoms, FIELD)
+    assert abs(result["energy"] - atoms.get_potential_energy()) / len(atoms) < 1e-6
+    assert np.abs(result["forces"] - atoms.get_forces()).max() < 1e-5
 
 
 def test_export_writes_a_torchscript_file_with_a_plain_data_header(model, tmp_path, capsys):
@@ -152,10 +170,12 @@ def test_export_writes_a_torchscript_file_with_a_plain_data_header(model, tmp_pa
 
 
 @pytest.mark.parametrize("field", [(0.0, 0.0, 0.0), FIELD], ids=["no-field", "field"])
-def test_particle_mesh_agrees_with_the_direct_k_sum(model, deployed, field):
-    mesh = deploy(model, SCFSettings(scf_tolerance=1e-10), kspace="pme")
+def test_particle_mesh_agrees_with_the_direct_k_sum(model, deployed, direct, field):
+    mesh = deployed
+    assert mesh.kspace == "pme" and direct.kspace == "ewald"
+    reference = direct
     atoms = structure(periodic=True).repeat((2, 1, 1))
-    direct, pme = evaluate_atoms(deployed, atoms, field), evaluate_atoms(mesh, atoms, field)
+    direct, pme = evaluate_atoms(reference, atoms, field), evaluate_atoms(mesh, atoms, field)
     assert abs(pme["energy"] - direct["energy"]) / len(atoms) < 1e-7
     assert np.abs(pme["forces"] - direct["forces"]).max() < 1e-6
     assert np.abs(pme["stress"] - direct["stress"]).max() < 1e-8
@@ -165,7 +185,7 @@ def test_particle_mesh_agrees_with_the_direct_k_sum(model, deployed, field):
     moved.positions[0] += 0.02
     for _ in range(2):
         again = evaluate_atoms(mesh, moved, field, state=pme["state"])
-    assert np.abs(again["forces"] - evaluate_atoms(deployed, moved, field)["forces"]).max() < 1e-6
+    assert np.abs(again["forces"] - evaluate_atoms(reference, moved, field)["forces"]).max() < 1e-6
     coarse = evaluate_atoms(deploy(model, SCFSettings(scf_tolerance=1e-10), kspace="pme", mesh_spacing=1.2, spline_order=4),
                             atoms, field)
     assert abs(coarse["energy"] - direct["energy"]) > 10 * abs(pme["energy"] - direct["energy"])  # the mesh matters

@@ -355,3 +355,34 @@ def test_ewald_split_stress_matches_strained_cells():
         e[a, b] = h
         fd = (energy_at(e) - energy_at(-e)) / (2 * h)
         assert float(grad[a, b]) == pytest.approx(float(fd), rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("l_max", [0, 1])
+@pytest.mark.parametrize("mode", ["periodic", "slab"])
+def test_particle_mesh_equals_direct_reciprocal_sum(l_max, mode):
+    """The smooth particle mesh (the default of periodic models, O(N log N)) reproduces the direct
+    k-sum (the reference) for charges and dipoles, energy, features and forces."""
+    positions, multipoles = random_system(12, l_max, seed=7, scale=2.5)
+    cell = torch.tensor([[8.0, 0.3, 0.0], [0.0, 7.5, 0.4], [0.2, 0.0, 8.5]], dtype=DTYPE)
+    if mode == "slab":
+        cell[2] = torch.tensor([0.0, 0.0, 30.0])
+    results = []
+    for method in ("ewald", "pme"):
+        moving = positions.clone().requires_grad_(True)
+        es = make(l_max=l_max, feature_max_l=1, kspace_method=method)
+        assert es.config.periodic_method == method
+        energy, features = evaluate(es, moving, multipoles, cell, mode)
+        (gradient,) = torch.autograd.grad(energy, moving)
+        results.append((float(energy.detach()), features.detach(), gradient))
+    (e_direct, f_direct, g_direct), (e_mesh, f_mesh, g_mesh) = results
+    assert e_mesh == pytest.approx(e_direct, rel=1e-7, abs=1e-9)
+    torch.testing.assert_close(f_mesh, f_direct, rtol=0, atol=1e-6)  # V, V/Å
+    torch.testing.assert_close(g_mesh, g_direct, rtol=0, atol=1e-6)  # eV/Å
+
+
+def test_auto_periodic_method_is_the_mesh_where_it_applies():
+    assert make(l_max=1, feature_max_l=1, kspace_method="auto").config.periodic_method == "pme"
+    assert make(l_max=2, feature_max_l=1, kspace_method="auto").config.periodic_method == "ewald"
+    assert make(l_max=1, feature_max_l=1, kspace_method="auto", ewald_split_width=2.0).config.periodic_method == "ewald"
+    with pytest.raises(ValueError, match="handles multipoles and field features up to l = 1"):
+        make(l_max=2, feature_max_l=2, kspace_method="pme")

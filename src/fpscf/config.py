@@ -48,6 +48,7 @@ class ModelConfig:
     electrostatic_pbc_method: str = "auto"
     electrostatics_backend: str = "torch"
     ewald_split_width: Any = None
+    kspace_method: str = "auto"
     include_electrostatic_self_interaction: bool = False
     field_feature_max_l: int = 1
     field_feature_widths: tuple[float, ...] = (1.0, 2.0)

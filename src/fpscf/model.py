@@ -140,6 +140,7 @@ class FixedPointModel(SCFEngine):
                 include_field_self_interaction=config.include_field_si,
                 backend=config.electrostatics_backend,
                 ewald_split_width=config.ewald_split_width,
+                kspace_method=config.kspace_method,
             )
         )
         widths = len(config.field_feature_widths)

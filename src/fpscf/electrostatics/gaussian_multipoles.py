@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fpscf.electrostatics.kernels import self_radial_functions, smeared_coulomb_radial_functions
+from fpscf.electrostatics.mesh import MeshGeometry, grid_shape, mesh_potential_features, prepare_mesh, spread
 from fpscf.electrostatics.multipoles import (
     num_multipole_coefficients,
     quadrupole_basis_matrices,
@@ -47,9 +48,18 @@ from fpscf.electrostatics.slab import slab_correction_features
 from fpscf.units import COULOMB_CONSTANT
 
 BOUNDARY_MODES = ("open", "periodic", "slab")
-#: ``torch``: pure-torch direct k-space sums (exportable); ``nvalchemi``: Warp kernels of
-#: nvalchemi-toolkit-ops for the periodic sums (faster, not exportable).
+#: ``torch``: pure-torch periodic sums (exportable); ``nvalchemi``: Warp direct-k kernels of
+#: nvalchemi-toolkit-ops for the periodic sums (not exportable; slower on CPU, benchmarks/electrostatics.out).
 ELECTROSTATICS_BACKENDS = ("torch", "nvalchemi")
+#: Periodic sums of the torch backend: ``pme`` (smooth particle mesh, O(N log N), ~1e-8 relative),
+#: ``ewald`` (direct k-sum, exact to the cutoff, O(N²); with ``ewald_split_width`` O(N^1.5)),
+#: ``auto``: ``pme`` where it applies (multipoles and receivers up to l = 1, no Ewald split).
+KSPACE_METHODS = ("auto", "ewald", "pme")
+#: Particle mesh: grid spacing as a fraction of the narrowest interaction width, B-spline order
+#: (the export's defaults too). Error against the direct sum (12 charges and dipoles, 8 Å cell):
+#: 0.35/8: 3e-7 eV, 8e-7 V/Å; 0.35/10: 6e-9 eV, 4e-8 V/Å; 0.3/10: 8e-10 eV, 6e-9 V/Å.
+MESH_SPACING_FACTOR = 0.35
+SPLINE_ORDER = 10
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,9 @@ class ElectrostaticsConfig:
     the kernel ``Φ_s`` becomes ``(Φ_s − Φ_√(s²+a²))`` summed in real space over neighbours within
     ``kspace_cutoff_factor·√(s_max² + a²)`` plus a reciprocal sum with the extra Gaussian width a
     (cutoff ``kspace_cutoff_factor/√(min(σ, w)² + a²)``). The result is the same; the cost drops from
-    O(N²) to about O(N^1.5) for a suitable a (≈ 2–3 Å for thousands of atoms).
+    O(N²) to about O(N^1.5) for a suitable a (≈ 2–3 Å for thousands of atoms). kspace_method:
+    ``ewald`` (the direct k-sum above, the reference), ``pme`` (smooth particle mesh, O(N log N),
+    relative error ~1e-8; l ≤ 1, torch backend, no split) or ``auto`` (``pme`` where it applies).
     """
 
     multipole_max_l: int = 1
@@ -79,6 +91,7 @@ class ElectrostaticsConfig:
     include_field_self_interaction: bool = False
     backend: str = "torch"
     ewald_split_width: float | None = None
+    kspace_method: str = "ewald"
     coulomb_constant: float = field(default=COULOMB_CONSTANT)
 
     def __post_init__(self) -> None:
@@ -99,6 +112,24 @@ class ElectrostaticsConfig:
             raise ValueError(f"ewald_split_width must be None or > 0 Å, got {self.ewald_split_width!r}")
         if not self.kspace_cutoff_factor > 0:
             raise ValueError(f"kspace_cutoff_factor must be > 0, got {self.kspace_cutoff_factor!r}")
+        if self.kspace_method not in KSPACE_METHODS:
+            raise ValueError(f"kspace_method must be one of {KSPACE_METHODS}, got {self.kspace_method!r}")
+        if self.kspace_method == "pme" and self.max_l > 1:
+            raise ValueError(
+                f"kspace_method 'pme' handles multipoles and field features up to l = 1, got atomic_multipoles_max_l "
+                f"{self.multipole_max_l} and field_feature_max_l {self.feature_max_l}: use 'ewald' or 'auto'"
+            )
+        if self.kspace_method == "pme" and (self.ewald_split_width is not None or self.backend != "torch"):
+            raise ValueError("kspace_method 'pme' is the torch backend without an Ewald split: set "
+                             "ewald_split_width: null and electrostatics_backend: torch, or use 'ewald'")
+
+    @property
+    def periodic_method(self) -> str:
+        """``pme`` or ``ewald``: what periodic structures use (``auto`` resolved)."""
+        if self.kspace_method != "auto":
+            return self.kspace_method
+        usable = self.max_l <= 1 and self.ewald_split_width is None and self.backend == "torch"
+        return "pme" if usable else "ewald"
 
     @property
     def max_l(self) -> int:
@@ -132,6 +163,7 @@ class ElectrostaticGeometry:
     pairs: PairGeometry | None
     reciprocal: list[ReciprocalGeometry | None]
     short_range: PairGeometry | None
+    meshes: list[MeshGeometry | None]
     atom_slices: list[tuple[int, int]]
 
 
@@ -222,6 +254,7 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
                 self.config.coulomb_constant,
             )
         reciprocal: list[ReciprocalGeometry | None] = []
+        meshes: list[MeshGeometry | None] = []
         short_pairs: list[torch.Tensor] = []
         short_separations: list[torch.Tensor] = []
         for b, mode in enumerate(boundary):
@@ -229,11 +262,22 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
                 raise ValueError(f"boundary mode must be one of {BOUNDARY_MODES}, got {mode!r}")
             if mode == "open":
                 reciprocal.append(None)
+                meshes.append(None)
                 continue
             start, stop = slices[b]
             if self.config.backend == "nvalchemi":
                 reciprocal.append(None)
+                meshes.append(None)
                 continue
+            if self.config.periodic_method == "pme":  # one spread + FFT + gather per potential
+                shape = grid_shape(cell[b].detach(), MESH_SPACING_FACTOR * float(self.interaction_widths.min()))
+                meshes.append(prepare_mesh(
+                    positions[start:stop], cell[b], shape, SPLINE_ORDER, self.interaction_widths.to(dtype),
+                    self.config.coulomb_constant,
+                ))
+                reciprocal.append(None)
+                continue
+            meshes.append(None)
             miller = half_space_miller_indices(cell[b], self.config.k_cutoff)
             recip = prepare_reciprocal(
                 positions[start:stop],
@@ -269,6 +313,7 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
             boundary=list(boundary),
             pairs=pairs,
             reciprocal=reciprocal,
+            meshes=meshes,
             short_range=short_range,
             atom_slices=slices,
         )
@@ -343,7 +388,10 @@ class GaussianMultipoleElectrostatics(torch.nn.Module):
             start, stop = geometry.atom_slices[b]
             periodic_atoms[start:stop] = True
             local = multipoles[start:stop]
-            if recip is None:
+            mesh = geometry.meshes[b]
+            if mesh is not None:
+                features = mesh_potential_features(mesh, spread(mesh, local), self.config.max_l)
+            elif recip is None:
                 features = nvalchemi_periodic_features(
                     geometry.positions[start:stop],
                     geometry.cell[b],

@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 
+from fpscf.electrostatics.gaussian_multipoles import MESH_SPACING_FACTOR
 from fpscf.electrostatics.kernels import self_radial_functions, smeared_coulomb_radial_functions
 from fpscf.electrostatics.mesh import MeshGeometry, detach_mesh, grid_shape, mesh_potential_features, prepare_mesh, spread
 from fpscf.electrostatics.multipoles import split_multipoles
@@ -96,7 +97,7 @@ class RankElectrostatics(torch.nn.Module):
         self.register_buffer("interaction_widths", electrostatics.interaction_widths.detach().to(dtype).clone())
         self.register_buffer("quadrupole_matrices", electrostatics.quadrupole_matrices.detach().to(dtype).clone())
         narrowest = float(self.interaction_widths.min())
-        self.mesh_spacing = float(mesh_spacing) if mesh_spacing is not None else 0.35 * narrowest
+        self.mesh_spacing = float(mesh_spacing) if mesh_spacing is not None else MESH_SPACING_FACTOR * narrowest
         self.spline_order = int(spline_order)
         self.register_buffer(
             "self_radial", self_radial_functions(self.interaction_widths, self.radial_order, self.coulomb_constant)

@@ -30,6 +30,7 @@ import torch
 
 from fpscf.domain import CHARGE_TOLERANCE, DISTANCE_TOLERANCE, MAX_ENERGY_PER_ATOM, deployed_domain
 from fpscf.electrostatics.applied_field import applied_field_features, bond_midpoint_coordinates
+from fpscf.electrostatics.gaussian_multipoles import SPLINE_ORDER
 from fpscf.electrostatics.ranks import KSPACE_METHODS, RankElectrostatics, detach_geometry
 from fpscf.errors import FpscfError
 from fpscf.scf.engine import NodeContext, SCFEngine
@@ -42,11 +43,15 @@ from fpscf.scf.updates import OneBodyVariableUpdate
 
 
 def resolve_kspace(model: torch.nn.Module, kspace: str) -> str:
-    """``auto`` → ``pme`` for models with multipoles and field features up to l = 1, else ``ewald``."""
+    """``auto`` → the model's own periodic method (``kspace_method`` of its config, ``auto`` there
+    meaning ``pme`` for multipoles and field features up to l = 1), so the export sums as the
+    Python model does."""
     if kspace != "auto":
         return kspace
-    config = model.config
-    return "pme" if max(config.atomic_multipoles_max_l, config.field_feature_max_l) <= 1 else "ewald"
+    config = model.electrostatics.config
+    if config.ewald_split_width is not None:  # the split only speeds up the Python sums: same potential
+        return "pme" if config.max_l <= 1 else "ewald"
+    return str(config.periodic_method)
 
 
 class ExportError(FpscfError, ValueError):
@@ -114,7 +119,7 @@ class DeployedModel(SCFEngine):
         total_charge: float = 0.0,
         kspace: str = "ewald",
         mesh_spacing: Optional[float] = None,
-        spline_order: int = 8,
+        spline_order: int = SPLINE_ORDER,
     ) -> None:
         super().__init__()
         from ase.data import chemical_symbols
@@ -452,13 +457,12 @@ def check_exportable(model: torch.nn.Module, kspace: str = "ewald") -> None:
             f"its field readout {type(model.field_readout).__name__} reads neighbours; use "
             "StrictQuadraticFieldEnergyReadout or OneBodyMLPFieldReadout"
         )
-    if config.ewald_split_width is not None:
-        problems.append(
-            "it splits the periodic electrostatics Ewald-style (ewald_split_width); the deployed model sums in "
-            "reciprocal space only: rebuild with ewald_split_width: null"
-        )
     if config.electrostatic_pbc_method == "slab":
-        problems.append("slab electrostatics are not supported by the deployed model")
+        problems.append(
+            "its electrostatic_pbc_method is slab (periodic in x and y only); the deployed model sums periodic boxes "
+            "in three dimensions (boundary p p p) or none (f f f), and its slab dipole correction (a sum over ranks "
+            "per SCF step) is not implemented: use electrostatic_pbc_method auto or pbc with a vacuum gap in LAMMPS"
+        )
     if getattr(config, "magnetic_moments", "none") != "none" or getattr(config, "spin_on_embedding", False):
         problems.append(
             "it has magnetic moments or a spin_on input (magnetic_moments / spin_on_embedding); the deployed model has "
@@ -474,14 +478,15 @@ def deploy(
     total_charge: float = 0.0,
     kspace: str = "auto",
     mesh_spacing: Optional[float] = None,
-    spline_order: int = 8,
+    spline_order: int = SPLINE_ORDER,
 ) -> torch.jit.ScriptModule:
     """The TorchScript module of ``model`` (float64, CPU) for ``pair_style fpscf``.
 
-    kspace: periodic electrostatics by direct k-sums (``ewald``, exact, the Python model's own
-    method, cost ∝ N × volume) or a smooth particle mesh (``pme``, ~1e-8 relative, cost ∝ N);
-    ``auto`` picks ``pme`` where it applies. mesh_spacing (Å, default 0.35 × the narrowest
-    interaction width) and spline_order set the mesh.
+    kspace: periodic electrostatics by direct k-sums (``ewald``, exact, cost ∝ N × volume) or a
+    smooth particle mesh (``pme``, ~1e-8 relative, cost ∝ N log N); ``auto`` (default): the model's
+    own method (its ``kspace_method``), so the export equals the Python model to rounding; a model
+    with an Ewald split (a speed-up of the Python sums, same potential) gets the particle mesh. mesh_spacing (Å, default 0.35 × the narrowest
+    interaction width) and spline_order (default 10) set the mesh; the defaults are the Python model's.
     """
     model = model.to(torch.float64).cpu()
     module = DeployedModel(

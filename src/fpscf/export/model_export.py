@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from fpscf.atomic_files import atomic_path
+from fpscf.electrostatics.gaussian_multipoles import SPLINE_ORDER
 from fpscf.export.deployed import deploy
 from fpscf.scf.settings import SCFSettings
 
@@ -39,7 +40,7 @@ def export_model(
     total_charge: float = 0.0,
     kspace: str = "auto",
     mesh_spacing: float | None = None,
-    spline_order: int = 8,
+    spline_order: int = SPLINE_ORDER,
     dispersion: Any = None,
 ) -> Path:
     """Write ``model`` (a FixedPointModel, a ``.fpscf`` path or a shipped model name) to ``output``.
