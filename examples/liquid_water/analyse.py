@@ -24,8 +24,8 @@ segments; unfinished and failed phases count up to their last thermo row) and wr
   autocorrelation of dD/dt (Hann window, harmonic quantum correction), with the band maxima of the
   libration (≈650 cm⁻¹), the bend (≈1640) and the OH stretch (≈3400).
 
-fpscf has no MD-spectra tool (no ``fpscf.spectra`` module, no ``fpscf md-spectra``; ``fpscf spectra``
-does normal modes and phonons): the RDF and the IR spectrum are computed here with numpy.
+The IR spectrum is :func:`fpscf.md_spectra.ir_spectrum` (the tool behind ``fpscf md-spectra``); the
+RDF is computed here with numpy.
 
 Plots: ``RUN/thermo.png`` (temperature, total energy and SCF steps against time, per phase),
 ``RUN/rdf.png`` (g_OO with the experimental peak) and ``RUN/ir.png``.
@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from fpscf.md_spectra import ir_spectrum
 from fpscf.units import BOLTZMANN, DEBYE, POLARIZATION_MICROCOULOMB_PER_CM2, SPEED_OF_LIGHT_A_PER_FS, VACUUM_PERMITTIVITY
 
 HERE = Path(__file__).resolve().parent
@@ -309,43 +310,21 @@ def molecular_dipoles(frame: Frame, atomic_dipoles: np.ndarray | None = None) ->
     return dipoles, np.bincount(owner, frame.charges, count)
 
 
-def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
-    """⟨x(0)·x(t)⟩ for lags 0..max_lag, averaged over all time origins; x (T, 3)."""
-    n = len(x)
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    spectrum = np.fft.rfft(x, n=size, axis=0)
-    correlation = np.fft.irfft((spectrum * spectrum.conj()).real, n=size, axis=0)[: max_lag + 1].sum(axis=1)
-    return correlation / (n - np.arange(max_lag + 1))
-
-
 def ir_absorption(dipoles: np.ndarray, dt_fs: float, temperature: float, volume: float,
-                  correlation_fs: float = 1000.0, wavenumbers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  correlation_fs: float = 1000.0, n_blocks: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """IR absorption α(ν̃)n(ν̃) (cm⁻¹) of a box from its dipole series ``dipoles`` (T, 3) e·Å every
-    ``dt_fs``; ``temperature`` K, ``volume`` Å³. Returns (wavenumbers cm⁻¹, α n cm⁻¹).
-
-    α(ω)n(ω) = β/(3 ε0 Ω c) ∫₀^∞ ⟨Ḋ(0)·Ḋ(t)⟩ w(t) cos ωt dt, with Ḋ by differences of successive
-    samples (at the midpoints: the spectrum is attenuated by sinc²(ω dt/2), 3 % at 3400 cm⁻¹ for
-    dt = 1 fs), the correlation averaged over origins and cut at ``correlation_fs`` (at most half the
-    series) with a Hann window w(t) = cos²(πt/2t_max). This is the quantum lineshape with the
-    harmonic quantum correction factor: the quantum α n = ω(1 − e^{−βħω})/(3ε0Ωcħ) Ĉ_DD with
-    Ĉ_DD ≈ βħω/(1 − e^{−βħω}) Ĉ_DD^classical reduces to β ω² Ĉ^classical/(3ε0Ωc) = the formula
-    above (for a Debye relaxation it gives ω ε''(ω)/c, with the static ε of tin-foil boundaries).
-    """
-    if wavenumbers is None:
-        wavenumbers = np.arange(0.0, 4500.0 + 1e-9, 2.0)
-    rate = np.diff(dipoles, axis=0) / dt_fs  # e·Å/fs
-    max_lag = int(min(correlation_fs / dt_fs, (len(rate) - 1) // 2))
-    if max_lag < 2:
-        raise ValueError(f"dipole series of {len(dipoles)} samples is too short for a spectrum")
-    lags = np.arange(max_lag + 1) * dt_fs
-    window = np.cos(0.5 * np.pi * lags / lags[-1]) ** 2
-    weights = autocorrelation(rate, max_lag) * window * dt_fs
-    weights[0] *= 0.5  # trapezoid rule from t = 0
-    omega = 2.0 * np.pi * SPEED_OF_LIGHT_A_PER_FS * wavenumbers * 1e-8  # rad/fs (ν̃ in 1/cm = 1e-8 /Å)
-    integral = np.cos(np.outer(omega, lags)) @ weights  # (e·Å)²/fs
-    beta = 1.0 / (BOLTZMANN * temperature)
-    per_angstrom = beta * integral / (3.0 * VACUUM_PERMITTIVITY * volume * SPEED_OF_LIGHT_A_PER_FS)
-    return wavenumbers, per_angstrom * 1e8
+    ``dt_fs``; ``temperature`` K, ``volume`` Å³: :func:`fpscf.md_spectra.ir_spectrum` (rates by
+    differences of the unwrapped dipole, Hann window, harmonic quantum correction, ``n_blocks`` blocks
+    for the standard error). Returns (wavenumbers cm⁻¹, α n cm⁻¹, its standard error or None)."""
+    max_lag_fs = (len(dipoles) - 2) // 2 * dt_fs
+    blocks = n_blocks if len(dipoles) // n_blocks * dt_fs >= 2 * min(correlation_fs, max_lag_fs) else 1
+    spectrum = ir_spectrum(dt_fs, temperature, dipole=dipoles, volume=volume,
+                           correlation_fs=min(correlation_fs, max_lag_fs), n_blocks=blocks)
+    absorption = spectrum.absorption_coefficient
+    error = None
+    if spectrum.intensity_error is not None:
+        error = spectrum.intensity_error * absorption / np.where(spectrum.intensity == 0, 1.0, spectrum.intensity)
+    return spectrum.wavenumbers, absorption, error
 
 
 def band_maxima(wavenumbers: np.ndarray, spectrum: np.ndarray,
@@ -519,7 +498,7 @@ def ir_summary(phase: PhaseData, temperature: float, correlation_fs: float) -> t
         raise ValueError(f"{phase.name}: dipole samples are not evenly spaced (steps {sorted(set(spacing.tolist()))})")
     dt_fs = float(spacing[0]) * phase.timestep_fs
     volume = float(np.mean(phase.thermo["Volume"]))
-    wavenumbers, absorption = ir_absorption(dipoles, dt_fs, temperature, volume, correlation_fs)
+    wavenumbers, absorption, _ = ir_absorption(dipoles, dt_fs, temperature, volume, correlation_fs)
     used_fs = min(correlation_fs, (len(dipoles) - 2) // 2 * dt_fs)
     summary = {
         "phase": phase.name, "samples": int(len(steps)), "sample_fs": dt_fs, "series_ps": float(len(steps) * dt_fs / 1000),
@@ -529,7 +508,7 @@ def ir_summary(phase: PhaseData, temperature: float, correlation_fs: float) -> t
                                  for name, (lo, hi) in IR_BANDS.items()},
         "experiment_cm-1": EXPERIMENT_IR,
         "method": "α n = β/(3 ε0 Ω c) ∫ ⟨Ḋ(0)·Ḋ(t)⟩ w(t) cos ωt dt (harmonic quantum correction), Hann window; "
-                  "computed in analyse.py with numpy (fpscf has no MD-spectra tool)",
+                  "fpscf.md_spectra.ir_spectrum",
     }
     return summary, (wavenumbers, absorption)
 
