@@ -242,3 +242,47 @@ def test_shipped_model_exports(tmp_path):
     path = export_model("water-b3lyp", tmp_path / "water.lmp")
     header = read_export_header(path)
     assert header["source_model"] == "water-b3lyp" and header["species"] == ["H", "O"]
+
+
+BLOCKING_OPTIONS = {  # option that keeps a model out of LAMMPS -> the words the export's message names
+    "fixedpoint_update_config": "ManyBodyUpdate",
+    "field_readout_config": "reads neighbours",
+    "electrostatic_pbc_method": "slab",
+    "magnetic_moments": "magnetic_moments",
+    "spin_on_embedding": "spin_on_embedding",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("option", "value"), [
+    ("fixedpoint_update_config", {"type": "OneBodyVariableUpdate", "nonlinearity_cls": "NoNonLinearity"}),
+    ("fixedpoint_update_config", {"type": "ManyBodyUpdate"}),
+    *[("field_readout_config", {"type": name}) for name in
+      ("NullFieldReadout", "StrictQuadraticFieldEnergyReadout", "OneBodyMLPFieldReadout", "ManyBodyChargesReadout",
+       "ManyBodyChargesFieldReadout")],
+    ("atomic_multipoles_max_l", 2),  # (l = 0 and field_feature_max_l = 2 fail in build_model itself today)
+    *[("electrostatic_pbc_method", name) for name in ("realspace", "pbc", "slab")],
+    ("electrostatics_backend", "nvalchemi"), ("ewald_split_width", 2.0), ("kspace_method", "ewald"),
+    ("field_coupling", "bond_midpoints"), ("short_range_repulsion", "none"), ("use_linear_local_charges", True),
+    ("magnetic_moments", "collinear"), ("spin_on_embedding", True),
+])
+def test_every_model_option_exports_or_is_refused_by_name(option, value):
+    """Each model option build_model accepts either exports (a TorchScript module that evaluates a
+    structure) or is refused by one ExportError naming the option that blocks it."""
+    options = {"fixedpoint_update_config": ONE_BODY, option: value}
+    if option == "field_coupling":
+        options["field_coupling_bond_range"] = [1.0, 1.5]
+    if option == "atomic_multipoles_max_l" and value == 2:
+        options["max_L"] = 2
+    model = build_model([1, 8], r_max=3.0, num_channels=4, seed=0, **options)
+    blocked = BLOCKING_OPTIONS.get(option)
+    if blocked is not None and (option != "fixedpoint_update_config" or value["type"] == "ManyBodyUpdate") and \
+            (option != "field_readout_config" or value["type"].startswith("ManyBody")) and \
+            (option != "electrostatic_pbc_method" or value == "slab"):
+        with pytest.raises(ExportError, match=blocked):
+            deploy(model)
+        return
+    module = deploy(model, SCFSettings(scf_tolerance=1e-8))
+    periodic = model.config.electrostatic_pbc_method != "realspace"
+    result = evaluate_atoms(module, structure(periodic), FIELD)
+    assert np.isfinite(result["energy"]) and np.isfinite(result["forces"]).all()

@@ -83,7 +83,7 @@ class OneBodyMLPFieldReadout(torch.nn.Module):
     def forward(self, node_scalars, multipoles, local_multipoles, features, edge_index) -> torch.Tensor:  # noqa: ANN001
         inv_p = _invariants(multipoles, self.multipole_max_l)
         inv_f = [t.flatten(1) for t in _invariants(features, self.feature_max_l)]
-        return self.mlp(torch.cat([node_scalars, *inv_p, *inv_f], dim=-1)).squeeze(-1)
+        return self.mlp(torch.cat([node_scalars] + inv_p + inv_f, dim=-1)).squeeze(-1)  # (TorchScript: no *-unpacking)
 
 
 class ManyBodyChargesReadout(torch.nn.Module):
