@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=HERE / "config.yaml", help="training config for the card")
     args = parser.parse_args(argv)
 
+    args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     calculator = FixedPointCalculator(model=args.model, scf_tolerance=1e-8, acoustic_sum_rule=False)
     model_path = args.model or "water-b3lyp (shipped)"
