@@ -727,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(one whose heads differ by atomic energies)")
     export.add_argument("--kspace", choices=["auto", "ewald", "pme"], default="auto",
                         help="periodic electrostatics: particle mesh (pme, cost ∝ N), direct k-sum (ewald, exact, "
-                             "cost ∝ N x volume), or auto (default: pme where the model allows, l <= 1)")
+                             "cost ∝ N x volume), or auto (default: the model's own kspace_method)")
     export.add_argument("--mesh-spacing", type=float, default=None,
                         help="PME grid spacing, Å (default 0.35 x the narrowest Gaussian interaction width)")
     export.set_defaults(func=_export)
