@@ -65,7 +65,10 @@ def main() -> None:
     parser.add_argument("--field", type=float, nargs=3, default=[0.0, 0.0, 0.0], help="V/Å (default 0)")
     parser.add_argument("--out", default=str(HERE / "run"))
     parser.add_argument("--correlation-time", type=float, default=250.0, help="fs (default 250)")
+    parser.add_argument("--analyse-only", action="store_true", help="only the spectrum of an existing run in --out")
     args = parser.parse_args()
+    if args.analyse_only:
+        return analyse(Path(args.out), args.beads, args.field, args.correlation_time)
     torch.set_num_threads(1)
     out = Path(args.out)
     address = prepare(out, args.steps, args.beads)
@@ -80,14 +83,19 @@ def main() -> None:
         print(f"{args.steps} steps x {args.beads} beads in {time.perf_counter() - start:.0f} s")
     finally:
         server.wait(timeout=60)
+    analyse(out, args.beads, args.field, args.correlation_time)
+
+
+def analyse(out: Path, beads: int, field: list[float], correlation_fs: float) -> None:
+    """IR spectrum of the bead-averaged dipole of the run in ``out`` (files in ``out/spectra``)."""
     steps, dipole = bead_average(sorted(out.glob("water.dipole_*")))
-    series = TimeSeries(timestep_fs=0.25, dipole=dipole, field=np.array(args.field),
-                        source=f"i-PI TRPMD, {args.beads} beads, bead-averaged dipole ({len(steps)} steps)")
-    result = compute_md_spectra(series, MDSpectraSettings(temperature=300.0, correlation_fs=args.correlation_time,
+    kind = f"TRPMD, {beads} beads" if beads > 1 else "classical MD (1 bead)"
+    series = TimeSeries(timestep_fs=0.25, dipole=dipole, field=np.array(field),
+                        source=f"i-PI {kind}, bead-averaged dipole ({len(steps)} steps)")
+    result = compute_md_spectra(series, MDSpectraSettings(temperature=300.0, correlation_fs=correlation_fs,
                                                           n_blocks=1))
-    written = write_md_spectra(result, out / "spectra", title="H2O TRPMD (i-PI + fpscf), 300 K")
-    print(f"IR peaks {result.ir and [round(x) for x in result.ir.wavenumbers[np.argsort(result.ir.intensity)[-3:]]]}; "
-          f"written: {', '.join(p.name for p in written)}")
+    written = write_md_spectra(result, out / "spectra", title=f"H2O {kind} (i-PI + fpscf), 300 K")
+    print(f"written: {', '.join(p.name for p in written)}")
 
 
 if __name__ == "__main__":
