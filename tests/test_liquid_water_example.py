@@ -58,7 +58,7 @@ def test_ir_spectrum_of_an_oscillating_dipole_peaks_at_its_frequencies():
     for wavenumber, axis in ((650.0, 0), (1640.0, 1), (3400.0, 2)):
         omega = 2 * np.pi * SPEED_OF_LIGHT_A_PER_FS * wavenumber * 1e-8  # rad/fs
         dipole[:, axis] = 0.1 * np.cos(omega * t + rng.uniform(0, 2 * np.pi))
-    wavenumbers, absorption = analyse.ir_absorption(dipole, dt_fs, 300.0, 1915.0, correlation_fs=2000.0)
+    wavenumbers, absorption, _ = analyse.ir_absorption(dipole, dt_fs, 300.0, 1915.0, correlation_fs=2000.0)
     maxima = analyse.band_maxima(wavenumbers, absorption)
     resolution = 1.0 / (2 * SPEED_OF_LIGHT_A_PER_FS * 2000.0 * 1e-8)  # ≈ 8 cm⁻¹
     assert abs(maxima["libration"] - 650.0) <= resolution
@@ -71,8 +71,8 @@ def test_ir_absorption_scales_as_derivative_squared_over_volume_and_temperature(
     omega = 2 * np.pi * SPEED_OF_LIGHT_A_PER_FS * 1600.0 * 1e-8
     dipole = np.zeros((len(t), 3))
     dipole[:, 2] = 0.05 * np.sin(omega * t)
-    _, reference = analyse.ir_absorption(dipole, 1.0, 300.0, 1000.0)
-    _, doubled = analyse.ir_absorption(2 * dipole, 1.0, 600.0, 2000.0)
+    _, reference, _ = analyse.ir_absorption(dipole, 1.0, 300.0, 1000.0)
+    _, doubled, _ = analyse.ir_absorption(2 * dipole, 1.0, 600.0, 2000.0)
     np.testing.assert_allclose(doubled, reference * 4 / 2 / 2, rtol=1e-12)
 
 
